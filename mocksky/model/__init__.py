@@ -1,0 +1,1 @@
+"""Dynamical models: potentials, action finders, distribution functions, self-consistent iteration."""
