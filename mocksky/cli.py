@@ -1,0 +1,97 @@
+"""The ``mocksky`` command line: subcommands mirror the pipeline stages."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from typing import List, Optional
+
+import numpy as np
+
+#: Radii of the potential report [kpc] (issue #2; 8.27 kpc is R0 of BV23).
+REPORT_RADII = (1.0, 2.0, 4.0, 6.0, 8.27, 10.0, 12.0, 15.0, 20.0)
+
+
+def potential_report(source, radii=REPORT_RADII) -> dict:
+    """In-plane circular speed, potential and epicycle frequencies of a model's potential.
+
+    Parameters
+    ----------
+    source : str or path
+        Built-in model name or Agama INI file (its ``[Potential ...]`` sections).
+    radii : sequence of float
+        R [kpc].
+
+    Returns
+    -------
+    dict
+        Keys ``R_kpc``, ``vc_kms``, ``Phi_km2_s2``, ``kappa_kms_kpc``, ``nu_kms_kpc``, ``Omega_kms_kpc``
+        (lists, one value per radius), ``source`` and ``build_seconds``.
+    """
+    from .model.potential import load_potential
+
+    t0 = time.perf_counter()
+    pot = load_potential(source)
+    t1 = time.perf_counter()
+    R = np.asarray(radii, dtype=float)
+    kappa, nu, Omega = pot.epicycle_frequencies(R)
+    return {
+        "source": str(source),
+        "build_seconds": round(t1 - t0, 3),
+        "R_kpc": R.tolist(),
+        "vc_kms": pot.vcirc(R).tolist(),
+        "Phi_km2_s2": pot._phi(R, np.zeros_like(R)).tolist(),
+        "kappa_kms_kpc": kappa.tolist(),
+        "nu_kms_kpc": nu.tolist(),
+        "Omega_kms_kpc": Omega.tolist(),
+    }
+
+
+def _print_table(rep: dict, out) -> None:
+    out.write(f"# potential of {rep['source']} (built in {rep['build_seconds']:.2f} s)\n")
+    out.write(f"{'R[kpc]':>8} {'v_c[km/s]':>10} {'Phi[km2/s2]':>13} {'kappa':>9} {'nu':>9} {'Omega':>9}  [km/s/kpc]\n")
+    for i, R in enumerate(rep["R_kpc"]):
+        out.write(f"{R:8.2f} {rep['vc_kms'][i]:10.2f} {rep['Phi_km2_s2'][i]:13.1f} {rep['kappa_kms_kpc'][i]:9.2f} "
+                  f"{rep['nu_kms_kpc'][i]:9.2f} {rep['Omega_kms_kpc'][i]:9.2f}\n")
+
+
+def _cmd_potential_report(args) -> int:
+    rep = potential_report(args.model)
+    if args.json:
+        json.dump(rep, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        _print_table(rep, sys.stdout)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mocksky", description="Mock survey catalogues from self-consistent Milky Way models.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    pot = sub.add_parser("potential", help="gravitational potentials")
+    potsub = pot.add_subparsers(dest="action", required=True)
+    rep = potsub.add_parser("report", help="v_c, Phi, kappa, nu, Omega in the plane at R = " + ", ".join(map(str, REPORT_RADII)) + " kpc")
+    rep.add_argument("model", help="built-in model name (bv23, bv24_m0) or Agama INI file; its [Potential ...] sections are used")
+    rep.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    rep.set_defaults(func=_cmd_potential_report)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of the ``mocksky`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError) as exc:
+        parser.exit(2, f"mocksky: error: {exc}\n")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
