@@ -35,23 +35,11 @@ import numpy as np
 
 from mocksky.model.actions import InterpolatedStaeckelFudge, StaeckelFudge
 
-BV23_INI = "/work/shared/data/models/bv23/SCM_MW.ini"
-
-
 def load_bv23():
-    """The BV23 initial potential, or a documented analytic stand-in if it cannot be built."""
-    try:
-        from mocksky.model.potential import load_potential
+    """The BV23 initial potential ([Potential ...] sections of the built-in model file)."""
+    from mocksky.model.potential import load_potential
 
-        return load_potential(BV23_INI), "BV23 initial potential (SCM_MW.ini)"
-    except Exception as exc:  # the Poisson solvers may be unavailable
-        from mocksky.model.potential import Composite, Hernquist, MiyamotoNagai, NFW
-
-        print(f"# FALLBACK: BV23 potential unavailable ({type(exc).__name__}: {exc}); using a "
-              "MiyamotoNagai x2 + NFW + Hernquist stand-in", file=sys.stderr)
-        pot = Composite([MiyamotoNagai(3.5e10, 2.5, 0.25), MiyamotoNagai(1.5e10, 2.1, 0.8), NFW(8.0e11, 18.0),
-                         Hernquist(1.1e10, 0.7)])
-        return pot, "stand-in MN+MN+NFW+Hernquist"
+    return load_potential("bv23"), "BV23 initial potential (SCM_MW.ini)"
 
 
 def sample_points(pot, n, rng):
