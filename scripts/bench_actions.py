@@ -27,7 +27,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import numba
