@@ -63,6 +63,7 @@ from numba import prange, types
 from ._common import (ARR1, ARR2, ARR3, ARR4, HALF_PI, KERNEL_T, cylindrical, gauss_legendre, get_kernel, interp1,
                       parse_posvel, _lagw, _stencil)
 from ._focal import delta_lookup, integrals_coords, _planar_range, guiding_radius
+from .base import ActionFinder
 from .staeckel import Fu, StaeckelFudge, jr_quad, jz_quad, prolate_coords, u_range, v_min
 
 __all__ = ["InterpolatedStaeckelFudge"]
@@ -534,7 +535,7 @@ def _interp_driver(f, p, posvel, Ec, logLc, D2tab, dpar, scaleT, xi0, xi_exact, 
     return out, fallback
 
 
-class InterpolatedStaeckelFudge:
+class InterpolatedStaeckelFudge(ActionFinder):
     """Fast Stäckel fudge: actions interpolated from tables built once per potential.
 
     The tables reproduce the exact fudge of :class:`StaeckelFudge` (same focal distances, same

@@ -68,6 +68,7 @@ import numba
 import numpy as np
 from numba import prange, types
 
+from .base import ActionFinder
 from ._common import (ARR1, ARR2, HALF_PI, KERNEL_T, TWO_PI, EnergyGrid, cylindrical, gauss_legendre, get_kernel,
                       parse_posvel)
 from ._focal import build_delta_table, delta_lookup, integrals_coords
@@ -504,7 +505,7 @@ def _delta_driver(f, p, posvel, Ec, logLc, D2tab, dpar):
     return out
 
 
-class StaeckelFudge:
+class StaeckelFudge(ActionFinder):
     """Stäckel-fudge action finder for axisymmetric potentials (Binney 2012).
 
     Parameters
@@ -600,42 +601,6 @@ class StaeckelFudge:
         """
         return self._deltas(parse_posvel(posvel)).copy()
 
-    def _run(self, posvel, want_angles):
-        pv = parse_posvel(posvel)
+    def _run(self, pv, want_angles):
         return _fudge_driver(self._f, self._p, pv, self._deltas(pv), self._glx, self._glw, self._glx2,
                              self._glw2, want_angles, self.u_cut == "equator")
-
-    def actions(self, posvel) -> np.ndarray:
-        """Actions of phase-space points.
-
-        Parameters
-        ----------
-        posvel : array_like, shape (N, 6) or (6,), or pair of Quantities (xyz, vxyz)
-            Cartesian (x, y, z, vx, vy, vz) [kpc, km/s].
-
-        Returns
-        -------
-        numpy.ndarray, shape (N, 3)
-            (Jr, Jz, Jphi) [kpc km/s]; NaN rows for unbound points.
-        """
-        return self._run(posvel, False)[:, :3].copy()
-
-    def actions_angles_frequencies(self, posvel):
-        """Actions, angles and frequencies of phase-space points.
-
-        Parameters
-        ----------
-        posvel : array_like, shape (N, 6) or (6,), or pair of Quantities (xyz, vxyz)
-            Cartesian (x, y, z, vx, vy, vz) [kpc, km/s].
-
-        Returns
-        -------
-        actions : numpy.ndarray, shape (N, 3)
-            (Jr, Jz, Jphi) [kpc km/s].
-        angles : numpy.ndarray, shape (N, 3)
-            (theta_r, theta_z, theta_phi) [rad] in [0, 2 pi).
-        frequencies : numpy.ndarray, shape (N, 3)
-            (Omega_r, Omega_z, Omega_phi) [km/s/kpc].
-        """
-        out = self._run(posvel, True)
-        return out[:, :3].copy(), out[:, 3:6].copy(), out[:, 6:9].copy()
