@@ -67,6 +67,35 @@ def _cmd_potential_report(args) -> int:
     return 0
 
 
+def _print_model_table(rep: dict, out) -> None:
+    out.write(f"# model {rep['model']}: {rep['iterations']} iterations, built/loaded in {rep['build_seconds']:.1f} s\n")
+    out.write(f"# R0 = {rep['R0_kpc']} kpc, v_c(R0) = {rep['vc_R0_kms']:.2f} km/s, "
+              f"Kz(1.1 kpc)/(2 pi G) = {rep['Kz_1.1kpc_over_2piG_Msun_pc2']:.2f} Msun/pc^2\n")
+    out.write(f"{'component':<16} {'mass[Msun]':>12} {'rho(R0,0)[Msun/pc3]':>20} {'Sigma(R0,|z|<1.1)[Msun/pc2]':>28}\n")
+    rows = list(rep["components"].items()) + [(k, v) for k, v in rep.get("totals", {}).items()]
+    for name, c in rows:
+        mass = f"{c['mass_Msun']:12.4g}" if "mass_Msun" in c else f"{'':12}"
+        out.write(f"{name:<16} {mass} {c['rho_R0_Msun_pc3']:20.5f} {c['Sigma_R0_1.1kpc_Msun_pc2']:28.2f}\n")
+    out.write(f"{'R[kpc]':>8} {'v_c[km/s]':>10}\n")
+    for R, v in zip(rep["R_kpc"], rep["vc_kms"]):
+        out.write(f"{R:8.2f} {v:10.2f}\n")
+
+
+def _cmd_model_report(args) -> int:
+    from .model.galaxy import GalaxyModel, model_report
+
+    opts = {"max_iterations": args.iterations} if args.iterations else {}
+    if args.rebuild:
+        GalaxyModel.load_or_build(args.model, cache_dir=args.cache_dir, rebuild=True, **opts)
+    rep = model_report(args.model, use_cache=not args.no_cache, cache_dir=args.cache_dir, **opts)
+    if args.json:
+        json.dump(rep, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        _print_model_table(rep, sys.stdout)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mocksky", description="Mock survey catalogues from self-consistent Milky Way models.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
@@ -78,6 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("model", help="built-in model name (bv23, bv24_m0) or Agama INI file; its [Potential ...] sections are used")
     rep.add_argument("--json", action="store_true", help="print JSON instead of a table")
     rep.set_defaults(func=_cmd_potential_report)
+
+    mod = sub.add_parser("model", help="self-consistent Galaxy models")
+    modsub = mod.add_subparsers(dest="action", required=True)
+    mrep = modsub.add_parser("report", help="build (or load from the cache) a model and print its key numbers "
+                                            "(BV23 Table 4: masses, rho and Sigma at R0 per component, v_c(R), Kz)")
+    mrep.add_argument("model", help="built-in model name (bv23, bv24_m0) or Agama INI file")
+    mrep.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    mrep.add_argument("--iterations", type=int, default=None, help="self-consistent iterations (default 4)")
+    mrep.add_argument("--no-cache", action="store_true", help="always build; do not read or write the cache")
+    mrep.add_argument("--rebuild", action="store_true", help="rebuild and overwrite the cached model")
+    mrep.add_argument("--cache-dir", default=None, help="cache directory (default $MOCKSKY_CACHE or ~/.cache/mocksky)")
+    mrep.set_defaults(func=_cmd_model_report)
     return p
 
 
