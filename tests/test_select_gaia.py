@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mocksky.select import GaiaDataUnavailable, GaiaDR3Completeness, GaiaRVSCompleteness, cg23_completeness
-from mocksky.select._healpix import ang2pix_nest
+from mocksky._healpix import ang2pix_nest
 from mocksky.select.gaia import CG23_PARAMETERS, GAIAUNLIMITED_M10_FILE, gaiaunlimited_datadir, load_maglim_m10_map
 
 

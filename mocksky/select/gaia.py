@@ -69,7 +69,7 @@ import numba
 import numpy as np
 
 from .. import data as _data
-from ._healpix import _ang2pix_nest_one
+from .._healpix import _ang2pix_nest_one
 from .base import SelectionFunction, register
 
 __all__ = [
@@ -376,7 +376,7 @@ class GaiaDR3Completeness(SelectionFunction):
 
     def m10(self, ra, dec) -> np.ndarray:
         """M10 [mag] of the pixels containing the ICRS positions ``ra``, ``dec`` [deg] (NaN if none)."""
-        from ._healpix import ang2pix_nest
+        from .._healpix import ang2pix_nest
 
         pix = ang2pix_nest(self.nside, ra, dec)
         out = np.full(pix.shape, np.nan)
