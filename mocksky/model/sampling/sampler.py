@@ -1,0 +1,806 @@
+"""Sampling particles (x, v) from action-based distribution functions.
+
+Method (exact rejection with an adaptive envelope)
+--------------------------------------------------
+For a component with DF f(J) in a potential Phi, the phase-space density of its stars is
+f(J(x, v)) (Agama's convention: int f(J(x, v)) d^3x d^3v = (2 pi)^3 int f d^3J = M). Points are
+proposed from q(x, v) = q_x(x) q_v(v | x) (:mod:`.proposal`: positions from the component's density
+on a stretched (R, z) grid, velocities from a mixture of Student t densities matched to the local
+mean, dispersions and tilt, both mixed with broad defensive densities) and weighted by
+w = f(J(x, v)) S(x, v) / q(x, v), where S in [0, 1] is an optional selection function. A proposal
+is accepted with probability w / W, W being the envelope. Accepted points are exact draws from f S
+as long as w <= W for all of them. W starts at ``safety`` times the largest weight of the first
+batch; whenever a batch holds a larger weight, W is raised to ``safety`` times it and every point
+accepted so far (with this proposal) is kept with probability W_old / W_new, which makes the
+earlier acceptances exactly what they would have been with the new envelope. The result is an
+exact sample of f S restricted to the set {w <= W}, which contains every proposal drawn; the
+diagnostics report W, how often it was raised, the acceptance rate, the effective sample size of
+the weights and the point of the largest weight. (W never grows beyond ``max_envelope_growth``
+times its first value, a guard against isolated spikes of f(J(x, v)) caused by action-finder
+failures; the weight above such a capped envelope is reported as ``clipped_fraction``, 0 for an
+exact sample.)
+
+Sampling runs in two epochs: a pilot with the initial proposal, then a proposal whose position
+part is reweighted per node interval of the grid by the largest pilot weight there, so that the
+regions where q fits f least well do not set the envelope for the whole component. Both epochs'
+acceptances are exact draws and are kept.
+
+The same weights give an importance-sampling estimate of the mass that is sampled,
+M_hat = Z E_q[w] (Z = fraction of q_x inside the region, 1 without one), with standard error
+Z sqrt(Var(w) / n) (plus the binomial error of Z): with a region or a selection function, the
+particle mass is M_hat / N, so that local mocks carry the right total mass without sampling the
+whole Galaxy. Without them the particle mass is the DF's exact mass M / N, and M_hat checks that
+the proposal covers the DF (M_hat / M = 1 within the error, up to the mass beyond the grid's outer
+radius, a fraction ~ ``mass_tail`` of the DF, and up to the non-canonical error of approximate
+action finders, which do not conserve phase-space volume exactly).
+
+References
+----------
+von Neumann 1951 (rejection sampling); Owen & Zhou 2000 (defensive importance sampling);
+Vasiliev 2019, MNRAS 482, 1525, Sect. 5 (Agama's sampling of DFs; same normalisation convention).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field, asdict
+from typing import Callable, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from . import _kernels as SK
+from .proposal import T_NU, ComponentScales, Proposal, component_scales
+from .regions import Region, as_region
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ComponentSampler", "Particles", "ComponentDiagnostics", "sample_particles", "sample_galaxy_model",
+           "allocate_counts"]
+
+
+@dataclass
+class ComponentDiagnostics:
+    """Diagnostics of sampling one component.
+
+    Attributes
+    ----------
+    name : str
+        Component name (the DF's ``name``).
+    n_particles : int
+        Particles returned.
+    particle_mass : float
+        Mass of each particle [Msun].
+    mass_df : float
+        Total mass of the DF [Msun].
+    mass_estimate, mass_error : float
+        Importance-sampling estimate of the sampled mass (inside the region and weighted by the
+        selection, if any) and its standard error [Msun].
+    region_fraction : float
+        Z: probability under q_x of the region (1 without one).
+    n_proposals, n_actions : int
+        Phase-space points proposed (inside the region; pilot included) and action evaluations
+        spent on them.
+    acceptance : float
+        Accepted / proposed (before the final trimming to n_particles).
+    ess_fraction : float
+        (sum w)^2 / (n sum w^2) of the weights of the last epoch with proposals: 1 for a perfect
+        proposal.
+    envelope : float
+        Envelope W of the last epoch with proposals; ``max_weight_ratio`` = largest w / W met (<= 1 means every
+        proposal was covered).
+    clipped_fraction : float
+        Fraction of the total weight above a capped envelope (0 for an exact sample; see
+        ``max_envelope_growth``).
+    envelope_raises : int
+        Times W was raised (each triggering the exact thinning of earlier acceptances).
+    max_weight_posvel, max_weight_actions : list
+        Phase-space point and actions of the largest weight (where the proposal fits f worst).
+    n_setup_actions : int
+        Action evaluations spent estimating the local moments on the grid.
+    time_setup, time_sampling : float
+        Wall-clock seconds.
+    scales : dict
+        Grid scales (R_s, z_s, R_mid, r_max) [kpc].
+    """
+
+    name: str
+    n_particles: int = 0
+    particle_mass: float = float("nan")
+    mass_df: float = float("nan")
+    mass_estimate: float = float("nan")
+    mass_error: float = float("nan")
+    region_fraction: float = 1.0
+    n_proposals: int = 0
+    n_actions: int = 0
+    acceptance: float = float("nan")
+    ess_fraction: float = float("nan")
+    envelope: float = float("nan")
+    max_weight_ratio: float = float("nan")
+    envelope_raises: int = 0
+    clipped_fraction: float = 0.0
+    max_weight_posvel: list = field(default_factory=list)
+    max_weight_actions: list = field(default_factory=list)
+    n_setup_actions: int = 0
+    time_setup: float = 0.0
+    time_sampling: float = 0.0
+    scales: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Particles:
+    """A sampled model: equal-mass particles per component.
+
+    Attributes
+    ----------
+    posvel : numpy.ndarray, shape (N, 6)
+        Cartesian (x, y, z, vx, vy, vz) [kpc, km/s] in the model's Galactocentric frame.
+    mass : numpy.ndarray, shape (N,)
+        Particle masses [Msun].
+    component : numpy.ndarray of int32, shape (N,)
+        Index into ``component_names``.
+    actions : numpy.ndarray, shape (N, 3)
+        (Jr, Jz, Jphi) [kpc km/s] from the action finder used for sampling.
+    component_names : tuple of str
+    diagnostics : list of ComponentDiagnostics
+    meta : dict
+        Free-form metadata (region, selection, seed...).
+    """
+
+    posvel: np.ndarray
+    mass: np.ndarray
+    component: np.ndarray
+    actions: np.ndarray
+    component_names: tuple
+    diagnostics: list = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        n = len(self.posvel)
+        if self.posvel.shape != (n, 6) or self.mass.shape != (n,) or self.component.shape != (n,) \
+                or self.actions.shape != (n, 3):
+            raise ValueError(f"Particles: inconsistent shapes posvel {self.posvel.shape}, mass {self.mass.shape}, "
+                             f"component {self.component.shape}, actions {self.actions.shape}")
+
+    def __len__(self) -> int:
+        return len(self.posvel)
+
+    @property
+    def xyz(self) -> np.ndarray:
+        """Positions (N, 3) [kpc]."""
+        return self.posvel[:, :3]
+
+    @property
+    def vxyz(self) -> np.ndarray:
+        """Velocities (N, 3) [km/s]."""
+        return self.posvel[:, 3:]
+
+    def component_mass(self) -> Dict[str, float]:
+        """Total particle mass per component [Msun]."""
+        return {nm: float(self.mass[self.component == i].sum()) for i, nm in enumerate(self.component_names)}
+
+    def select(self, name: Union[str, int]) -> "Particles":
+        """The particles of one component (by name or index).
+
+        Raises
+        ------
+        KeyError
+            Unknown component (the known names are listed).
+        """
+        if isinstance(name, str):
+            if name not in self.component_names:
+                raise KeyError(f"component {name!r} unknown; have {list(self.component_names)}")
+            idx = self.component_names.index(name)
+        else:
+            idx = int(name)
+        m = self.component == idx
+        return Particles(self.posvel[m], self.mass[m], self.component[m], self.actions[m], self.component_names,
+                         self.diagnostics, dict(self.meta))
+
+
+class _Epoch:
+    """Accumulators of one proposal epoch (the pilot, then the adapted proposal)."""
+
+    def __init__(self, cdf, Psum, logdens):
+        self.cdf, self.Psum, self.logdens = cdf, Psum, logdens
+        self.envelope: Optional[float] = None
+        self.cap: Optional[float] = None
+        self.n_x_tried = 0
+        self.n_x_ok = 0
+        self.n_prop = 0
+        self.sw = 0.0
+        self.sw2 = 0.0
+        self.clipped = 0.0
+
+    def region_fraction(self, restricted: bool):
+        if not restricted:
+            return 1.0, 0.0
+        if self.n_x_tried == 0:
+            return float("nan"), float("nan")
+        p = self.n_x_ok / self.n_x_tried
+        return self.Psum * p, self.Psum * math.sqrt(max(p * (1 - p), 0.0) / self.n_x_tried)
+
+    def mass(self, restricted: bool):
+        """(M_hat, variance) of this epoch."""
+        n = self.n_prop
+        if n == 0:
+            return float("nan"), float("nan")
+        mean = self.sw / n
+        var = max(self.sw2 / n - mean * mean, 0.0) / n
+        Z, sZ = self.region_fraction(restricted)
+        return Z * mean, Z * Z * var + (mean * sZ) ** 2
+
+
+class ComponentSampler:
+    """Exact rejection sampler of one DF component (see the module docstring).
+
+    Sampling runs in two epochs: a pilot of ``n_pilot`` proposals from the initial proposal, after
+    which the position proposal is multiplied, per node interval of the grid, by the largest weight
+    seen there (so that regions where the velocity proposal fits f less well are proposed more
+    often and the global envelope is not set by the worst region), then the adapted proposal. Points
+    accepted in either epoch are exact draws from the target.
+
+    Parameters
+    ----------
+    potential : Potential
+        Axisymmetric potential with ``_phi`` (vectorised) and ``_grad``/``_hess``.
+    df : DistributionFunction
+        The component's DF (``df(J)``, ``mass``, ``name``, ``prograde_only``, and the kernel attributes
+        ``code``/``params``/``action_scale`` used to choose the grid).
+    action_finder : object
+        ``actions(posvel (N, 6)) -> (N, 3)`` in ``potential`` (SphericalActionFinder, StaeckelFudge,
+        InterpolatedStaeckelFudge...).
+    density : object with ``_density(R, z)``, optional
+        Density of this component [Msun/kpc^3] (e.g. from a self-consistent model), used for q_x.
+    region : Region or dict, optional
+        Restrict the sample to a region (:mod:`.regions`).
+    selection : callable, optional
+        ``selection(posvel (N, 6)) -> (N,)`` probabilities in [0, 1] weighting the target.
+    rng : int, numpy.random.Generator or None
+        Randomness for the grid moments (and default for :meth:`sample`).
+    scales : ComponentScales, optional
+        Override the grid scales (default :func:`component_scales` with ``mass_tail`` and ``r_max_limit``).
+    mass_tail : float
+        Action-space mass fraction left beyond the grid (default 1e-5).
+    r_max_limit : float
+        Upper limit of the grid's outer radius [kpc] (default 1e5; see :func:`.proposal.component_scales`).
+    safety : float
+        Envelope factor over the largest weight seen (default 1.1).
+    max_envelope_growth : float
+        The envelope of an epoch never exceeds this factor times its first value (default 10). Weights
+        above the capped envelope are accepted with probability 1; the fraction of the weight above
+        the envelope is reported as ``clipped_fraction`` (0 for an exact sample). This guards
+        against isolated spikes of f(J(x, v)) from action-finder failures.
+    n_pilot : int
+        Largest pilot (default 1e5 proposals; smaller for small samples).
+    max_proposals : int
+        Give up after this many proposals (default 2e8).
+    batch_max : int
+        Largest batch of proposals (memory bound; default 4e5).
+    **proposal_options
+        Passed to :class:`.proposal.Proposal` (n_R, n_z, refine, inflate, eps_v, eps_x, n_is, n_rounds,
+        scale_mixture).
+
+    Raises
+    ------
+    ValueError
+        Bad options (named), or a component with no mass on its grid / in the region.
+    """
+
+    def __init__(self, potential, df, action_finder, density=None, region=None,
+                 selection: Optional[Callable] = None, rng=None, scales: Optional[ComponentScales] = None,
+                 mass_tail: float = 1e-5, r_max_limit: float = 1e5, safety: float = 1.1,
+                 max_envelope_growth: float = 10.0, n_pilot: int = 100_000, max_proposals: int = 200_000_000,
+                 batch_max: int = 400_000, **proposal_options):
+        t0 = time.perf_counter()
+        rng = np.random.default_rng(rng)
+        self._rng = rng
+        if not hasattr(action_finder, "actions"):
+            raise ValueError(f"action_finder must have an actions(posvel) method, got {type(action_finder).__name__}")
+        if selection is not None and not callable(selection):
+            raise ValueError("selection must be callable (posvel -> probabilities) or None, got "
+                             f"{type(selection).__name__}")
+        if not safety >= 1.0:
+            raise ValueError(f"safety must be >= 1, got {safety}")
+        if not max_envelope_growth >= 1.0:
+            raise ValueError(f"max_envelope_growth must be >= 1, got {max_envelope_growth}")
+        if not 0 < mass_tail < 0.1:
+            raise ValueError(f"mass_tail must be in (0, 0.1), got {mass_tail}")
+        if int(n_pilot) < 0:
+            raise ValueError(f"n_pilot must be >= 0, got {n_pilot}")
+        self.pot, self.df, self.finder = potential, df, action_finder
+        self.region: Optional[Region] = as_region(region)
+        self.selection = selection
+        self.safety = float(safety)
+        self.max_growth = float(max_envelope_growth)
+        self.n_pilot = int(n_pilot)
+        self.max_proposals = int(max_proposals)
+        self.batch_max = int(batch_max)
+        self.name = getattr(df, "name", "") or type(df).__name__
+        self.scales = scales if scales is not None else component_scales(potential, df, mass_tail,
+                                                                         r_max_limit=r_max_limit)
+        bounds = None
+        if self.region is not None:
+            Rmin, Rmax, zmin, zmax = self.region.bounds()
+            azmin = 0.0 if zmin <= 0 <= zmax else min(abs(zmin), abs(zmax))
+            azmax = max(abs(zmin), abs(zmax))
+            bounds = (Rmin, Rmax, azmin, azmax)
+            proposal_options.setdefault("n_R", 16)
+            proposal_options.setdefault("n_z", 20)
+        self.proposal = Proposal(potential, df, action_finder, rng, self.scales, bounds=bounds, density=density,
+                                 **proposal_options)
+        prop = self.proposal
+        if self.region is not None:
+            centre, half = self.region.phi_window(prop.cell_Ra, prop.cell_Rb, prop.cell_za, prop.cell_zb)
+            half = np.asarray(half, dtype=np.float64)
+            self._phic = np.asarray(centre, dtype=np.float64)
+            self._half = np.where(half >= 0, np.minimum(half, np.pi), 0.0)
+            self._frac = np.where(half >= 0, self._half / np.pi, 0.0)
+        else:
+            self._phic = self._half = None
+            self._frac = np.ones(len(prop.cell_P))
+        self._epochs: List[_Epoch] = [self._make_epoch(prop.cell_P)]
+        self._adapted = False
+        self._raises = 0
+        self._n_act = 0
+        self._n_acc_raw = 0
+        self._wmax_ratio = 0.0
+        self._wmax_point = (np.full(6, np.nan), np.full(3, np.nan))
+        self._store: List[tuple] = []  # (epoch index, posvel, actions)
+        self.time_setup = time.perf_counter() - t0
+        self.time_sampling = 0.0
+
+    def _make_epoch(self, P):
+        prop = self.proposal
+        Pr = P * self._frac
+        if not Pr.sum() > 0:
+            raise ValueError(f"component {self.name!r}: the region does not overlap the sampling grid")
+        cdf = np.cumsum(Pr)
+        with np.errstate(divide="ignore"):
+            logdens = np.log(P) - np.log(prop.cell_V)
+        return _Epoch(cdf / cdf[-1], float(Pr.sum()), logdens)
+
+    # ------------------------------------------------------------------ proposals
+    def _propose(self, n: int, rng):
+        """n proposals of the current epoch: (posvel, actions, weights, node-interval group)."""
+        prop = self.proposal
+        ep = self._epochs[-1]
+        c = np.minimum(np.searchsorted(ep.cdf, rng.random(n), side="right"), len(ep.cdf) - 1)
+        Ra, Rb = prop.cell_Ra[c], prop.cell_Rb[c]
+        R = np.sqrt(Ra * Ra + rng.random(n) * (Rb * Rb - Ra * Ra))
+        az = prop.cell_za[c] + rng.random(n) * (prop.cell_zb[c] - prop.cell_za[c])
+        z = np.where(rng.random(n) < 0.5, az, -az)
+        if self._half is not None:
+            phi = self._phic[c] + self._half[c] * (2 * rng.random(n) - 1)
+        else:
+            phi = 2 * np.pi * rng.random(n)
+        cphi, sphi = np.cos(phi), np.sin(phi)
+        ep.n_x_tried += n
+        if self.region is not None:
+            inside = self.region.contains(np.column_stack([R * cphi, R * sphi, z]))
+            ep.n_x_ok += int(inside.sum())
+            if not inside.all():
+                R, az, z, cphi, sphi, c = R[inside], az[inside], z[inside], cphi[inside], sphi[inside], c[inside]
+        else:
+            ep.n_x_ok += n
+        m = len(R)
+        mom = prop.local_moments(R, az)
+        mom[:, 4] = np.where(z < 0, -mom[:, 4], mom[:, 4])  # <vR vz> is odd in z
+        Phi = prop.pot._phi(R, z)
+        vesc = np.sqrt(np.maximum(2 * (prop.phi_out - Phi), 0.0))
+        v = np.empty((m, 3))
+        lqv = np.empty(m)
+        SK.propose_velocities(mom, vesc, prop.inflate, T_NU, prop.kap, prop.eps_v,
+                              rng.standard_normal((m, 3)), rng.chisquare(T_NU, m), rng.random(m),
+                              rng.standard_normal((m, 3)), rng.random(m), v, lqv)
+        vR, vz, vphi = v[:, 0], v[:, 1], v[:, 2]
+        posvel = np.column_stack([R * cphi, R * sphi, z, vR * cphi - vphi * sphi, vR * sphi + vphi * cphi, vz])
+        ok = (vesc > 0) & (vR * vR + vz * vz + vphi * vphi < vesc * vesc)
+        if self.df.prograde_only:
+            ok &= vphi * R > 0
+        S = np.ones(m)
+        if self.selection is not None and ok.any():
+            s_ok = np.asarray(self.selection(posvel[ok]), dtype=np.float64)
+            if s_ok.shape != (int(ok.sum()),) or not np.all((s_ok >= 0) & (s_ok <= 1)):
+                raise ValueError("selection(posvel) must return probabilities in [0, 1] of shape (N,)")
+            S[ok] = s_ok
+            ok &= S > 0
+        J = np.full((m, 3), np.nan)
+        f = np.zeros(m)
+        idx = np.flatnonzero(ok)
+        if len(idx):
+            J[idx] = self.finder.actions(posvel[idx])
+            good = np.all(np.isfinite(J[idx]), axis=1)
+            fv = np.zeros(len(idx))
+            if good.any():
+                fv[good] = self.df(J[idx[good]])
+            f[idx] = np.where(np.isfinite(fv) & (fv > 0), fv, 0.0)
+        self._n_act += len(idx)
+        lq = ep.logdens[c] + lqv
+        with np.errstate(over="ignore"):
+            w = np.where(f > 0, f * S * np.exp(-lq), 0.0)
+        return posvel, J, w, prop.cell_group[c]
+
+    # ------------------------------------------------------------------ rejection loop
+    def _accept(self, posvel, J, w, rng):
+        ep = self._epochs[-1]
+        ie = len(self._epochs) - 1
+        n = len(w)
+        ep.n_prop += n
+        ep.sw += float(w.sum())
+        ep.sw2 += float(np.dot(w, w))
+        wmax = float(w.max()) if n else 0.0
+        if wmax <= 0:
+            return
+        if ep.envelope is None:
+            ep.envelope = self.safety * wmax
+            ep.cap = self.max_growth * ep.envelope
+        elif wmax > ep.envelope and ep.envelope < ep.cap:
+            new = min(self.safety * wmax, ep.cap)
+            keep_p = ep.envelope / new
+            for i, (e, pv, JJ) in enumerate(self._store):
+                if e == ie:
+                    k = rng.random(len(pv)) < keep_p
+                    self._store[i] = (e, pv[k], JJ[k])
+            log.debug("%s: envelope raised from %.4g to %.4g (thinning %.3g)", self.name, ep.envelope, new, keep_p)
+            ep.envelope = new
+            self._raises += 1
+        ratio = wmax / ep.envelope
+        if ratio > self._wmax_ratio:
+            i = int(np.argmax(w))
+            self._wmax_ratio = ratio
+            self._wmax_point = (posvel[i].copy(), J[i].copy())
+        if wmax > ep.envelope:
+            ep.clipped += float(np.sum(np.maximum(w - ep.envelope, 0.0)))
+        acc = rng.random(n) * ep.envelope < w
+        self._n_acc_raw += int(acc.sum())
+        self._store.append((ie, posvel[acc], J[acc]))
+
+    def _n_stored(self) -> int:
+        return sum(len(pv) for _, pv, _ in self._store)
+
+    def _n_prop(self) -> int:
+        return sum(e.n_prop for e in self._epochs)
+
+    def _draw(self, n_proposals: int, rng) -> None:
+        left = int(n_proposals)
+        while left > 0:
+            nb = min(left, self.batch_max)
+            pv, J, w, g = self._propose(nb, rng)
+            if not self._adapted:
+                self._pilot_groups.append(g)
+                self._pilot_w.append(w)
+            self._accept(pv, J, w, rng)
+            left -= nb
+
+    def _adapt(self) -> None:
+        """Multiply the cell probabilities by the largest pilot weight of their node interval."""
+        prop = self.proposal
+        g = np.concatenate(self._pilot_groups) if self._pilot_groups else np.empty(0, dtype=np.int64)
+        w = np.concatenate(self._pilot_w) if self._pilot_w else np.empty(0)
+        self._pilot_groups, self._pilot_w = [], []
+        self._adapted = True
+        if len(w) == 0 or not w.max() > 0:
+            return
+        wmax = float(w.max())
+        cnt = np.bincount(g, minlength=prop.n_groups)
+        mg = np.zeros(prop.n_groups)
+        np.maximum.at(mg, g, w)
+        # groups seen too rarely keep the global maximum (safe: they are proposed more, not less)
+        mg = np.where(cnt >= 30, mg, wmax)
+        mg = np.maximum(mg, 1e-3 * wmax)
+        P = prop.cell_P * mg[prop.cell_group]
+        self._epochs.append(self._make_epoch(P / P.sum()))
+
+    def prepare(self, n_pilot: Optional[int] = None, rng=None) -> None:
+        """Run the pilot epoch (if not done yet) and adapt the proposal.
+
+        Parameters
+        ----------
+        n_pilot : int, optional
+            Pilot proposals (default the ``n_pilot`` given at construction).
+        rng : int, numpy.random.Generator or None
+            Default: the generator given at construction.
+        """
+        if self._adapted:
+            return
+        rng = self._rng if rng is None else np.random.default_rng(rng)
+        t0 = time.perf_counter()
+        self._pilot_groups, self._pilot_w = [], []
+        self._draw(self.n_pilot if n_pilot is None else int(n_pilot), rng)
+        self._adapt()
+        self.time_sampling += time.perf_counter() - t0
+
+    def run(self, n_proposals: int, rng=None) -> None:
+        """Draw ``n_proposals`` more proposals (updating the mass estimate and the accepted points).
+
+        Parameters
+        ----------
+        n_proposals : int
+            Number of positions drawn before the region test.
+        rng : int, numpy.random.Generator or None
+            Default: the generator given at construction.
+        """
+        rng = self._rng if rng is None else np.random.default_rng(rng)
+        self.prepare(rng=rng)
+        t0 = time.perf_counter()
+        self._draw(n_proposals, rng)
+        self.time_sampling += time.perf_counter() - t0
+
+    def sample(self, n: int, rng=None):
+        """Exactly ``n`` points drawn from f (times the selection, inside the region).
+
+        Parameters
+        ----------
+        n : int
+            Number of points.
+        rng : int, numpy.random.Generator or None
+            Default: the generator given at construction.
+
+        Returns
+        -------
+        posvel : numpy.ndarray, shape (n, 6)
+            [kpc, km/s].
+        actions : numpy.ndarray, shape (n, 3)
+            [kpc km/s].
+
+        Raises
+        ------
+        RuntimeError
+            If ``max_proposals`` proposals do not yield n points (the message gives the acceptance).
+        """
+        rng = self._rng if rng is None else np.random.default_rng(rng)
+        n = int(n)
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        if n == 0:
+            return np.empty((0, 6)), np.empty((0, 3))
+        if not self._adapted:
+            self.prepare(int(np.clip(4 * n, 20000, self.n_pilot)), rng)
+        t0 = time.perf_counter()
+        while self._n_stored() < n:
+            ep = self._epochs[-1]
+            need = n - self._n_stored()
+            nprop = self._n_prop()
+            rate = self._n_acc_raw / nprop if self._n_acc_raw > 0 else 0.05
+            rate_x = ep.n_x_ok / ep.n_x_tried if ep.n_x_ok > 0 else 1.0
+            nb = int(1.15 * need / max(rate * rate_x, 1e-4)) + 2000
+            nb = int(np.clip(nb, 20000, self.batch_max))
+            if nprop + nb > self.max_proposals:
+                raise RuntimeError(
+                    f"component {self.name!r}: {nprop} proposals gave only {self._n_stored()} of {n} points "
+                    f"(acceptance {rate:.3g}, region fraction {rate_x:.3g}); raise max_proposals or check the "
+                    "proposal (region outside the component?)")
+            self._draw(nb, rng)
+        pv = np.concatenate([p for _, p, _ in self._store]) if self._store else np.empty((0, 6))
+        J = np.concatenate([j for _, _, j in self._store]) if self._store else np.empty((0, 3))
+        # the stored points are independent draws: return the first n, keep the rest
+        ie = len(self._epochs) - 1
+        self._store = [(ie, pv[n:], J[n:])]
+        self.time_sampling += time.perf_counter() - t0
+        return pv[:n].copy(), J[:n].copy()
+
+    # ------------------------------------------------------------------ estimates
+    def mass_estimate(self):
+        """Importance-sampling estimate of the sampled mass and its standard error [Msun].
+
+        Returns
+        -------
+        (float, float)
+            M_hat (average of the epochs' estimates Z <w>, weighted by their numbers of proposals) and
+            its standard error.
+        """
+        restricted = self.region is not None
+        n = np.array([e.n_prop for e in self._epochs], dtype=np.float64)
+        if not n.sum() > 0:
+            return float("nan"), float("nan")
+        est = [e.mass(restricted) for e in self._epochs]
+        m = np.array([x[0] if e.n_prop else 0.0 for x, e in zip(est, self._epochs)])
+        v = np.array([x[1] if e.n_prop else 0.0 for x, e in zip(est, self._epochs)])
+        a = n / n.sum()
+        return float(np.sum(a * m)), float(math.sqrt(np.sum(a * a * v)))
+
+    @property
+    def region_fraction(self):
+        """Z: probability of the region under the position proposal of the last epoch with proposals
+        (1 without a region)."""
+        used = [e for e in self._epochs if e.n_x_tried > 0]
+        ep = used[-1] if used else self._epochs[-1]
+        return ep.region_fraction(self.region is not None)[0]
+
+    def diagnostics(self, n_particles: int = 0, particle_mass: float = float("nan")) -> ComponentDiagnostics:
+        """Current :class:`ComponentDiagnostics`."""
+        M, sM = self.mass_estimate()
+        nprop = max(self._n_prop(), 1)
+        sw = sum(e.sw for e in self._epochs)
+        used = [e for e in self._epochs if e.n_prop > 0]
+        ep = used[-1] if used else self._epochs[-1]
+        ess = ep.sw ** 2 / (ep.n_prop * ep.sw2) if ep.sw2 > 0 else float("nan")
+        sc = self.scales
+        return ComponentDiagnostics(
+            name=self.name, n_particles=int(n_particles), particle_mass=float(particle_mass),
+            mass_df=float(getattr(self.df, "mass", float("nan"))), mass_estimate=M, mass_error=sM,
+            region_fraction=float(self.region_fraction), n_proposals=self._n_prop(), n_actions=self._n_act,
+            acceptance=self._n_acc_raw / nprop, ess_fraction=ess,
+            envelope=float(ep.envelope) if ep.envelope else float("nan"),
+            max_weight_ratio=self._wmax_ratio, envelope_raises=self._raises,
+            clipped_fraction=sum(e.clipped for e in self._epochs) / sw if sw > 0 else 0.0,
+            max_weight_posvel=self._wmax_point[0].tolist(), max_weight_actions=self._wmax_point[1].tolist(),
+            n_setup_actions=int(self.proposal.n_actions_setup), time_setup=self.time_setup,
+            time_sampling=self.time_sampling,
+            scales={"R_s": sc.R_s, "z_s": sc.z_s, "R_mid": sc.R_mid, "r_max": sc.r_max})
+
+
+def allocate_counts(n: int, weights: Sequence[float]) -> np.ndarray:
+    """Split ``n`` into integers proportional to ``weights`` (largest-remainder rounding).
+
+    Raises
+    ------
+    ValueError
+        If n < 0 or the weights are negative, non-finite or all zero.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    if n < 0 or w.ndim != 1 or not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
+        raise ValueError(f"allocate_counts: need n >= 0 and finite non-negative weights with a positive sum, got "
+                         f"n={n}, weights={w}")
+    exact = n * w / w.sum()
+    base = np.floor(exact).astype(np.int64)
+    rest = int(n - base.sum())
+    order = np.argsort(-(exact - base), kind="stable")
+    base[order[:rest]] += 1
+    return base
+
+
+def _per_component(value, dfs, what):
+    if value is None:
+        return [None] * len(dfs)
+    if isinstance(value, dict):
+        names = [getattr(d, "name", "") for d in dfs]
+        unknown = set(value) - set(names)
+        if unknown:
+            raise ValueError(f"{what}: unknown component name(s) {sorted(unknown)}; components are {names}")
+        return [value.get(nm) for nm in names]
+    value = list(value)
+    if len(value) != len(dfs):
+        raise ValueError(f"{what}: need one entry per DF ({len(dfs)}), got {len(value)}")
+    return value
+
+
+def sample_particles(potential, dfs, action_finder, n, *, densities=None, region=None,
+                     selection: Optional[Callable] = None, rng=None, particle_mass: str = "auto",
+                     **options) -> Particles:
+    """Sample N particles from a composite DF in a potential.
+
+    Parameters
+    ----------
+    potential : Potential
+        The (self-consistent or fixed) potential the DFs live in.
+    dfs : DistributionFunction or sequence of them
+        Components; ``name`` labels them.
+    action_finder : object
+        ``actions(posvel) -> (N, 3)`` for ``potential``.
+    n : int or sequence of int
+        Total number of particles, split between components in proportion to their masses (DF
+        masses; with a region or selection, the estimated masses inside/selected), or one count
+        per component.
+    densities : sequence or dict of density objects, optional
+        Per-component densities with ``_density(R, z)`` [Msun/kpc^3] used for the position proposals
+        (None entries: estimated from the DF on the grid).
+    region : Region or dict, optional
+        Sample only inside this region (:mod:`.regions`), e.g. ``Sphere((8.27, 0, 0), 3)``.
+    selection : callable, optional
+        ``selection(posvel) -> probabilities (N,)`` in [0, 1] weighting the DF.
+    rng : int, numpy.random.Generator or None
+        Seed or generator (the whole run is reproducible given it).
+    particle_mass : {'auto', 'df', 'estimate'}
+        'df': M_DF / N_k; 'estimate': M_hat / N_k; 'auto': 'df' without region and selection,
+        else 'estimate'.
+    **options
+        Passed to :class:`ComponentSampler` (n_pilot, safety, max_envelope_growth, mass_tail,
+        r_max_limit, max_proposals, batch_max, n_R, n_z, refine, inflate, eps_v, eps_x, n_is, n_rounds,
+        scale_mixture). With a region or selection, the pilots (``n_pilot`` proposals per component)
+        estimate the masses before the counts are allocated; their accepted points are part of the
+        sample.
+
+    Returns
+    -------
+    Particles
+        Components in the order of ``dfs``; within a component the particles are in random order
+        and have equal masses.
+
+    Raises
+    ------
+    ValueError
+        Bad arguments (named).
+    """
+    rng = np.random.default_rng(rng)
+    if not isinstance(dfs, (list, tuple)):
+        dfs = [dfs]
+    if not dfs:
+        raise ValueError("dfs: need at least one DF")
+    if particle_mass not in ("auto", "df", "estimate"):
+        raise ValueError(f"particle_mass must be 'auto', 'df' or 'estimate', got {particle_mass!r}")
+    region = as_region(region)
+    dens = _per_component(densities, dfs, "densities")
+    restricted = region is not None or selection is not None
+    mode = particle_mass if particle_mass != "auto" else ("estimate" if restricted else "df")
+    samplers = []
+    for df, d in zip(dfs, dens):
+        samplers.append(ComponentSampler(potential, df, action_finder, density=d, region=region, selection=selection,
+                                         rng=rng, **options))
+    if np.ndim(n) == 0:
+        if restricted or mode == "estimate":
+            for s in samplers:
+                s.prepare(rng=rng)
+            weights = [max(s.mass_estimate()[0], 0.0) for s in samplers]
+        else:
+            weights = [float(df.mass) for df in dfs]
+        counts = allocate_counts(int(n), weights)
+    else:
+        counts = np.asarray(_per_component(n, dfs, "n"), dtype=np.int64)
+        if np.any(counts < 0):
+            raise ValueError(f"n: per-component counts must be >= 0, got {counts.tolist()}")
+    pvs, Js, ms, comps, diags = [], [], [], [], []
+    for k, (s, nk) in enumerate(zip(samplers, counts)):
+        pv, J = s.sample(int(nk), rng) if nk > 0 else (np.empty((0, 6)), np.empty((0, 3)))
+        Mk = s.mass_estimate()[0] if mode == "estimate" else float(s.df.mass)
+        mk = Mk / nk if nk > 0 else float("nan")
+        pvs.append(pv)
+        Js.append(J)
+        ms.append(np.full(len(pv), mk))
+        comps.append(np.full(len(pv), k, dtype=np.int32))
+        diags.append(s.diagnostics(int(nk), mk))
+        d = diags[-1]
+        log.info("sampled %s: %d particles, acceptance %.3f, ESS fraction %.3f, M_hat/M_df = %.4f +- %.4f, "
+                 "%.2f s setup + %.2f s sampling", d.name, d.n_particles, d.acceptance, d.ess_fraction,
+                 d.mass_estimate / d.mass_df, d.mass_error / d.mass_df, d.time_setup, d.time_sampling)
+    meta = {"region": region.describe() if region is not None else None,
+            "selection": getattr(selection, "__name__", repr(selection)) if selection is not None else None,
+            "particle_mass": mode}
+    return Particles(np.concatenate(pvs), np.concatenate(ms), np.concatenate(comps), np.concatenate(Js),
+                     tuple(s.name for s in samplers), diags, meta)
+
+
+def sample_galaxy_model(model, n, components: Optional[Sequence[str]] = None, **kwargs) -> Particles:
+    """Sample particles from a self-consistent model (:class:`mocksky.model.galaxy.GalaxyModel`).
+
+    Uses the model's converged potential, its action finder, the DFs of the chosen components and
+    their interpolated self-consistent densities for the position proposals.
+
+    Parameters
+    ----------
+    model : GalaxyModel
+        Any object with ``potential``, ``action_finder()`` and ``components`` (items with ``name``,
+        ``is_df``, ``df`` and ``density``).
+    n : int or sequence of int
+        Total number of particles (split by mass) or one count per chosen component.
+    components : sequence of str, optional
+        DF component names (case-insensitive; default: every DF component, in model order).
+    **kwargs
+        Passed to :func:`sample_particles` (rng, region, selection, particle_mass, sampler options).
+
+    Returns
+    -------
+    Particles
+
+    Raises
+    ------
+    ValueError
+        Unknown component names or static (DF-less) components requested.
+    """
+    comps = [c for c in model.components if getattr(c, "is_df", False)]
+    if components is not None:
+        wanted = [str(nm).lower() for nm in components]
+        by_name = {c.name.lower(): c for c in model.components}
+        bad = [nm for nm in wanted if nm not in by_name or not getattr(by_name[nm], "is_df", False)]
+        if bad:
+            raise ValueError(f"components {bad} are not DF components of the model; DF components: "
+                             f"{[c.name for c in comps]}")
+        comps = [by_name[nm] for nm in wanted]
+    if not comps:
+        raise ValueError("the model has no DF components to sample")
+    return sample_particles(model.potential, [c.df for c in comps], model.action_finder(), n,
+                            densities=[getattr(c, "density", None) for c in comps], **kwargs)
