@@ -96,6 +96,21 @@ def _cmd_model_report(args) -> int:
     return 0
 
 
+def _cmd_model_sample(args) -> int:
+    from .export import export_nbody
+    from .model.galaxy import GalaxyModel
+    from .model.sampling import sample_galaxy_model
+
+    model = GalaxyModel.load_or_build(args.model, cache_dir=args.cache_dir)
+    t0 = time.perf_counter()
+    parts = sample_galaxy_model(model, args.n, components=args.components, rng=args.seed, region=args.region)
+    t1 = time.perf_counter()
+    path = export_nbody(parts, args.out, format=args.format)
+    sys.stdout.write(f"sampled {len(parts.mass)} particles of {', '.join(parts.component_names)} in {t1 - t0:.1f} s; "
+                     f"wrote {path} ({args.format})\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mocksky", description="Mock survey catalogues from self-consistent Milky Way models.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
@@ -119,6 +134,20 @@ def build_parser() -> argparse.ArgumentParser:
     mrep.add_argument("--rebuild", action="store_true", help="rebuild and overwrite the cached model")
     mrep.add_argument("--cache-dir", default=None, help="cache directory (default $MOCKSKY_CACHE or ~/.cache/mocksky)")
     mrep.set_defaults(func=_cmd_model_report)
+
+    msam = modsub.add_parser("sample", help="sample N-body particles from a model's DFs and export them "
+                                            "(N-body initial conditions)")
+    msam.add_argument("model", help="built-in model name (bv23, bv24_m0) or Agama INI file")
+    msam.add_argument("--n", type=int, required=True, help="total number of particles (split by component mass)")
+    msam.add_argument("--out", required=True, help="output file")
+    msam.add_argument("--format", choices=["gadget4", "text", "hdf5"], default="gadget4",
+                      help="Gadget-4 HDF5 snapshot (PartType1 dark halo, 2 discs, 3 bulge, 4 stellar halo), "
+                           "Agama/NEMO text (x y z vx vy vz m), or a plain HDF5 table (default gadget4)")
+    msam.add_argument("--components", nargs="+", default=None, help="DF components to sample (default: all)")
+    msam.add_argument("--region", default=None, help="restrict to a region, e.g. 'sphere:-8.27,0,0,3' (x,y,z,r in kpc)")
+    msam.add_argument("--seed", type=int, default=None, help="random seed (default: fresh entropy)")
+    msam.add_argument("--cache-dir", default=None, help="model cache directory")
+    msam.set_defaults(func=_cmd_model_sample)
     return p
 
 

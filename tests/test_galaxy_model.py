@@ -261,3 +261,17 @@ def test_cli_model_report(small, capsys):
     assert main(["model", "report", str(path), "--cache-dir", str(cache), "--iterations", "8"]) == 0
     out = capsys.readouterr().out
     assert "v_c[km/s]" in out and "halo" in out
+
+
+def test_cli_model_sample_exports_text_snapshot(small, tmp_path, capsys):
+    """`mocksky model sample` draws particles from the cached model and writes an N-body file."""
+    from mocksky.cli import main
+
+    path, cache, model = small
+    out = tmp_path / "ics.txt"
+    assert main(["model", "sample", str(path), "--n", "3000", "--out", str(out), "--format", "text",
+                 "--cache-dir", str(cache), "--seed", "3"]) == 0
+    assert "sampled 3000 particles" in capsys.readouterr().out
+    snap = np.loadtxt(out)
+    assert snap.shape == (3000, 7)
+    assert snap[:, 6].sum() == pytest.approx(1e11, rel=1e-6)  # particle masses add up to the DF mass
