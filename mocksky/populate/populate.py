@@ -1,0 +1,747 @@
+"""Stellar populations of Galaxy components and stars generated at sampled phase-space points.
+
+The population-synthesis recipe is Binney (1996, seed, Sect. 4.4): draw (x, v) from a component's DF,
+assign age, initial mass and metallicity, and read magnitudes and colours off isochrones. Here every
+star is its own DF sample: the caller samples phase-space points (e.g. :func:`mocksky.model.sampling.
+sample_particles`), each carrying the present-day stellar mass it represents, and each point becomes
+at most one star.
+
+Mass budget
+-----------
+A component's DF mass is its present-day stellar mass: living stars plus remnants. With the
+star-formation history psi(age) (:mod:`.sfh`, by number of stars formed), the IMF xi(m) normalised
+to unit initial mass (:mod:`.imf`) and the present-day mass per unit initial mass r(age, [M/H])
+(:meth:`.isochrones.IsochroneGrid.present_mass_fraction`: current masses of living stars, IFMR masses
+of remnants), one Msun of present-day mass at metallicity [M/H] formed 1 / <r>_psi([M/H]) Msun of
+stars, <r>_psi = int psi(age) r(age, [M/H]) d age, i.e.
+
+    n([M/H]; m_min) = N(m_min, m_upper) / <r>_psi([M/H])   stars per Msun of present-day mass,
+
+N(a, b) being the IMF's number of stars in [a, b) per unit initial mass. r is tabulated on a fine
+(log age, [M/H]) grid (every isochrone interval split 12 x in age and 10 x in [M/H]), and <r>_psi uses
+the age distribution's own cells, so that expected counts and the stars actually drawn agree (the
+present-day mass of the generated stars sums to the DF mass; tests check 0.1 %).
+
+Modes (one star per point at most; a point of mass M_i is kept with probability p_i)
+-----------------------------------------------------------------------------------------
+``volume``:    every star with initial mass >= m_min: p_i = M_i n([M/H]_i; m_min) ([M/H]_i is drawn
+               from the point's actions). Ages ~ psi, masses ~ xi truncated to [m_min, m_upper].
+``magnitude``: only stars that can be brighter than ``limit`` in ``band`` at the point's distance
+               modulus DM_i and extinction A_i (from the caller's A(l, b, d)): an age is drawn from
+               psi, the lowest initial mass able to reach the limit, m_low (:meth:`~.isochrones.
+               IsochroneGrid.mass_low`, exact for the interpolation), and the last living mass
+               m_end follow, p_i = M_i N(max(m_low, m_min), m_end) / <r>_psi, and the mass is drawn
+               from xi truncated to that range. Stars below m_low and remnants are accounted for
+               analytically, not generated; the expected number of stars brighter than the limit is
+               exact. Some generated stars still fail the limit (non-monotonic isochrones, e.g. the
+               red clump below the tip): they are counted and dropped (``keep_faint=False``).
+
+p_i must not exceed 1: the caller supplies enough points (``ComponentPopulation.max_stars_per_mass``
+gives the density needed; :class:`MagnitudeSelection` makes a selection function for the sampler that
+concentrates points where stars can be seen and returns the point masses to use).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+
+from .. import data as _data
+from ..catalogue.schema import StarTable
+from . import _kernels as K
+from .chemistry import make_chemistry
+from .imf import IMF, make_imf
+from .isochrones import BANDS, IsochroneGrid, _band_index
+from .sfh import AgeDistribution, make_age_distribution
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ComponentPopulation", "StellarPopulations", "load_populations", "populate", "expected_counts",
+           "MagnitudeSelection", "mass_table", "tag_stars", "MODES"]
+
+MODES = ("volume", "magnitude")
+#: Subdivision of each isochrone-grid interval for the r(age, [M/H]) table.
+Z_SUBDIV, AGE_SUBDIV = 10, 12
+_ABS_COLUMN = {"G": "abs_g", "BP": "abs_bp", "RP": "abs_rp", "GRVS": "abs_grvs", "J": "abs_j", "H": "abs_h",
+               "KS": "abs_ks"}
+_OUT_COLS = ("mass_current", "teff", "logg", "logl", "abs_g", "abs_bp", "abs_rp", "abs_grvs", "abs_j", "abs_h",
+             "abs_ks")
+_TABLES: Dict[tuple, tuple] = {}
+
+
+def _fine_axis(nodes: np.ndarray, sub: int) -> np.ndarray:
+    parts = [np.linspace(nodes[i], nodes[i + 1], sub + 1)[:-1] for i in range(len(nodes) - 1)]
+    return np.concatenate(parts + [nodes[-1:]])
+
+
+def mass_table(grid: IsochroneGrid, imf: IMF, m_cap: float = np.inf):
+    """r(log age, [M/H]) on the fine table grid (cached per grid, IMF and cap).
+
+    Returns
+    -------
+    mh : numpy.ndarray, shape (nz,)
+    logage : numpy.ndarray, shape (na,)
+    r : numpy.ndarray, shape (nz, na)
+        Present-day mass per unit initial mass of stars with initial mass below ``m_cap``.
+    """
+    key = (id(grid), imf.edges.tobytes(), imf.alpha.tobytes(), imf.coef.tobytes(), float(m_cap))
+    if key not in _TABLES:
+        zf = _fine_axis(grid.mh, Z_SUBDIV)
+        laf = _fine_axis(grid.logage, AGE_SUBDIV)
+        Z, A = np.meshgrid(zf, laf, indexing="ij")
+        r = grid.present_mass_fraction(A.ravel(), Z.ravel(), imf, m_cap=m_cap).reshape(Z.shape)
+        _TABLES[key] = (zf, laf, r, grid)  # keep the grid alive so that id() stays unique
+    zf, laf, r, _ = _TABLES[key]
+    return zf, laf, r
+
+
+# =============================================================================== component
+class ComponentPopulation:
+    """Stellar population of one Galaxy component: IMF, age distribution(s), chemistry, isochrones.
+
+    Parameters
+    ----------
+    name : str
+        Component name (as in the model's INI file).
+    imf : IMF
+    ages : sequence of AgeDistribution
+        ``ages[0]`` for the component's stars; ``ages[1]`` (optional) for the stars a two-population
+        chemistry puts in its alternative population (the BV23 thick disc's normal-alpha stars).
+    chemistry : ChemistryBV23 or ChemistryBV24
+    isochrones : IsochroneGrid
+    description : str
+    references : sequence of str
+    """
+
+    def __init__(self, name: str, imf: IMF, ages: Sequence[AgeDistribution], chemistry, isochrones: IsochroneGrid,
+                 description: str = "", references: Sequence[str] = ()):
+        if not ages:
+            raise ValueError(f"component {name!r}: at least one age distribution is needed")
+        self.name = name
+        self.imf = imf
+        self.ages = list(ages)
+        self.chemistry = chemistry
+        self.isochrones = isochrones
+        self.description = description
+        self.references = list(references)
+        self._rbar: Dict[tuple, np.ndarray] = {}
+
+    # ------------------------------------------------------------------ mass budget
+    @property
+    def n_sub(self) -> int:
+        """Number of sub-populations (age distributions)."""
+        return len(self.ages)
+
+    def _rbar_table(self, sub: int, m_cap: float = np.inf) -> tuple:
+        key = (sub, float(m_cap))
+        if key not in self._rbar:
+            zf, laf, r = mass_table(self.isochrones, self.imf, m_cap)
+            ad = self.ages[sub]
+            la = np.clip(IsochroneGrid.logage_of(ad.cell_ages), laf[0], laf[-1])
+            j = np.clip(np.searchsorted(laf, la, side="right") - 1, 0, len(laf) - 2)
+            w = (la - laf[j]) / (laf[j + 1] - laf[j])
+            rc = r[:, j] * (1 - w) + r[:, j + 1] * w  # (nz, ncells)
+            self._rbar[key] = (zf, rc @ ad.cell_prob)
+        return self._rbar[key]
+
+    def present_mass_fraction(self, mh, sub=0) -> np.ndarray:
+        """<r>_psi([M/H]): present-day stellar mass per unit initial mass formed (living + remnants).
+
+        Parameters
+        ----------
+        mh : array_like
+            [M/H] [dex] (clamped to the isochrone grid).
+        sub : int or array_like of int
+            Sub-population (age distribution) index, broadcast with ``mh``.
+        """
+        mh = np.asarray(mh, dtype=np.float64)
+        sub = np.broadcast_to(np.asarray(sub, dtype=np.int64), mh.shape)
+        out = np.empty(mh.shape)
+        for s in range(self.n_sub):
+            m = sub == s
+            if np.any(m):
+                zf, rb = self._rbar_table(s)
+                out[m] = np.interp(mh[m], zf, rb)
+        return out
+
+    def _check_m_min(self, m_min) -> float:
+        floor = max(self.imf.m_lower, self.isochrones.m_floor)
+        m = floor if m_min is None else float(m_min)
+        if not (floor - 1e-12 <= m < self.imf.m_upper):
+            raise ValueError(f"m_min must be in [{floor:g}, {self.imf.m_upper:g}) Msun (the isochrones start at "
+                             f"{self.isochrones.m_floor:g}, the IMF at {self.imf.m_lower:g}), got {m_min}")
+        return max(m, floor)
+
+    def stars_per_mass(self, mh, m_min: Optional[float] = None, sub=0) -> np.ndarray:
+        """Expected stars (living + remnants) with initial mass >= m_min per Msun of present-day mass.
+
+        Raises
+        ------
+        ValueError
+            m_min below the isochrones' or the IMF's lowest mass or above the IMF's highest.
+        """
+        m = self._check_m_min(m_min)
+        return float(self.imf.number(m, self.imf.m_upper)) / self.present_mass_fraction(mh, sub)
+
+    def max_stars_per_mass(self, m_min: Optional[float] = None) -> float:
+        """Largest :meth:`stars_per_mass` over [M/H] and sub-populations [1/Msun]: points of mass M_i need
+        M_i <= 1 / this for every star to be representable."""
+        m = self._check_m_min(m_min)
+        return float(self.imf.number(m, self.imf.m_upper)) / min(float(self._rbar_table(s)[1].min())
+                                                                  for s in range(self.n_sub))
+
+    def mass_fraction_below(self, mh, m_min: float, sub=0) -> np.ndarray:
+        """Fraction of the present-day mass in stars (and their remnants) with initial mass < m_min."""
+        mh = np.asarray(mh, dtype=np.float64)
+        sub = np.broadcast_to(np.asarray(sub, dtype=np.int64), mh.shape)
+        out = np.empty(mh.shape)
+        for s in range(self.n_sub):
+            m = sub == s
+            if np.any(m):
+                zf, rb = self._rbar_table(s)
+                _, rcap = self._rbar_table(s, float(m_min))
+                out[m] = np.interp(mh[m], zf, rcap) / np.interp(mh[m], zf, rb)
+        return out
+
+    # ------------------------------------------------------------------ draws
+    def draw_chemistry(self, actions, n1, n2, u) -> Dict[str, np.ndarray]:
+        """Chemistry and sub-population from given random numbers (see :mod:`.chemistry`); adds ``sub``."""
+        c = self.chemistry.draw(actions, n1, n2, u)
+        if self.n_sub > 1 and getattr(self.chemistry, "two_populations", False):
+            c["sub"] = np.where(c["high_alpha"], 0, 1).astype(np.int64)
+        else:
+            c["sub"] = np.zeros(len(c["feh"]), dtype=np.int64)
+        return c
+
+    def draw_ages(self, u, sub) -> np.ndarray:
+        """Ages [Gyr] from uniforms u for the given sub-populations."""
+        u = np.asarray(u, dtype=np.float64)
+        out = self.ages[0].ppf(u)
+        for s in range(1, self.n_sub):
+            m = sub == s
+            if np.any(m):
+                out[m] = self.ages[s].ppf(u[m])
+        return out
+
+    def describe(self) -> dict:
+        """JSON-friendly summary (for catalogue metadata)."""
+        return {"name": self.name, "description": self.description, "imf": self.imf.describe(),
+                "ages": [a.describe() for a in self.ages], "chemistry": self.chemistry.describe(),
+                "references": self.references}
+
+
+class StellarPopulations(Mapping):
+    """The stellar populations of a Galaxy model: name -> :class:`ComponentPopulation`.
+
+    Components listed with ``stellar = false`` (dark halo) are in :attr:`non_stellar`.
+    """
+
+    def __init__(self, components: Dict[str, ComponentPopulation], non_stellar: Sequence[str] = (),
+                 meta: Optional[dict] = None, isochrones: Optional[IsochroneGrid] = None, path: Optional[Path] = None):
+        self._c = dict(components)
+        self.non_stellar = tuple(non_stellar)
+        self.meta = dict(meta or {})
+        self.isochrones = isochrones
+        self.path = path
+
+    def __getitem__(self, name: str) -> ComponentPopulation:
+        if name in self._c:
+            return self._c[name]
+        for k, v in self._c.items():
+            if k.lower() == str(name).lower():
+                return v
+        raise KeyError(f"no stellar population {name!r}; have {list(self._c)} (non-stellar: {list(self.non_stellar)})")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._c)
+
+    def __len__(self) -> int:
+        return len(self._c)
+
+    def is_stellar(self, name: str) -> bool:
+        """Whether a component has stars (False for the listed non-stellar ones).
+
+        Raises
+        ------
+        KeyError
+            Component in neither list.
+        """
+        if any(k.lower() == str(name).lower() for k in self._c):
+            return True
+        if any(k.lower() == str(name).lower() for k in self.non_stellar):
+            return False
+        raise KeyError(f"component {name!r} is not in the population spec; stellar: {list(self._c)}, "
+                       f"non-stellar: {list(self.non_stellar)}")
+
+    @property
+    def solar(self) -> str:
+        """Name of the solar parameters of the model (``[model] solar``)."""
+        return str(self.meta.get("model", {}).get("solar", "bv24"))
+
+    def describe(self) -> dict:
+        return {"spec": str(self.path) if self.path else "", "model": self.meta.get("model", {}),
+                "isochrones": self.isochrones.describe() if self.isochrones else {},
+                "components": {k: v.describe() for k, v in self._c.items()}}
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    with open(path, "rb") as f:
+        return tomllib.load(f)
+
+
+def load_populations(spec: Union[str, Path] = "bv23", isochrones: Optional[IsochroneGrid] = None) -> StellarPopulations:
+    """Read a population spec (``mocksky/data/populations/<name>.toml`` or a TOML path).
+
+    Parameters
+    ----------
+    spec : str or path
+        Built-in name (``"bv23"``, ``"bv24_m0"``) or a TOML file.
+    isochrones : IsochroneGrid, optional
+        Default: the shipped PARSEC grid.
+
+    Returns
+    -------
+    StellarPopulations
+
+    Raises
+    ------
+    mocksky.data.DataNotFoundError
+        Unknown name.
+    ValueError
+        Malformed spec (the bad field is named).
+    """
+    p = Path(spec)
+    if not p.is_file():
+        p = _data.find(f"populations/{spec}.toml", hint="Built-in population specs: bv23, bv24_m0.")
+    d = _read_toml(p)
+    for key in ("model", "imf", "chemistry", "components"):
+        if key not in d:
+            raise ValueError(f"{p}: missing [{key}] table")
+    grid = isochrones if isochrones is not None else IsochroneGrid.default()
+    comps_spec = d["components"]
+    default_imf = make_imf(d["imf"])
+    comps, non = {}, []
+    for name, c in comps_spec.items():
+        if not c.get("stellar", True):
+            non.append(name)
+            continue
+        if "age" not in c or "chemistry" not in c:
+            raise ValueError(f"{p}: component {name!r} needs 'age' and 'chemistry' (or stellar = false)")
+        imf = make_imf(c["imf"]) if "imf" in c else default_imf
+        ages = [make_age_distribution(c["age"], c.get("age_reference"))]
+        if "age_normal_alpha" in c:
+            ages.append(make_age_distribution(c["age_normal_alpha"], c.get("age_reference")))
+        try:
+            chem = make_chemistry(c["chemistry"], d["chemistry"], comps_spec, name)
+        except ValueError as exc:
+            raise ValueError(f"{p}: {exc}") from None
+        refs = list(d["model"].get("references", [])) + [r for r in (c.get("age_reference"),) if r]
+        comps[name] = ComponentPopulation(name, imf, ages, chem, grid, str(c.get("description", "")), refs)
+    return StellarPopulations(comps, non, {k: v for k, v in d.items() if k != "components"}, grid, p)
+
+
+# =============================================================================== points
+@dataclass
+class _Points:
+    posvel: np.ndarray
+    actions: np.ndarray
+    component: np.ndarray
+    names: tuple
+    mass: np.ndarray
+
+
+def _as_points(points, mass=None) -> _Points:
+    if hasattr(points, "posvel"):
+        pv, act, comp, names = points.posvel, points.actions, points.component, tuple(points.component_names)
+        m = points.mass if mass is None else mass
+    elif isinstance(points, Mapping):
+        try:
+            pv = points["posvel"] if "posvel" in points else np.column_stack(
+                [points[k] for k in ("x", "y", "z", "vx", "vy", "vz")])
+            act = points["actions"] if "actions" in points else np.column_stack(
+                [points[k] for k in ("Jr", "Jz", "Jphi")])
+            comp = points["component"]
+            names = tuple(points["component_names"])
+        except KeyError as exc:
+            raise ValueError(f"points: missing {exc}; need posvel (or x..vz), actions (or Jr, Jz, Jphi), component "
+                             "and component_names") from None
+        m = mass if mass is not None else points.get("mass", points.get("particle_mass"))
+        if m is None:
+            raise ValueError("points: need 'mass' (present-day stellar mass each point represents) [Msun]")
+    else:
+        raise ValueError(f"points: expected mocksky Particles or a mapping of arrays, got {type(points).__name__}")
+    pv = np.asarray(pv, dtype=np.float64)
+    act = np.asarray(act, dtype=np.float64)
+    comp = np.asarray(comp, dtype=np.int64)
+    n = len(pv)
+    m = np.broadcast_to(np.asarray(m, dtype=np.float64), (n,))
+    if pv.shape != (n, 6) or act.shape != (n, 3) or comp.shape != (n,):
+        raise ValueError(f"points: inconsistent shapes posvel {pv.shape}, actions {act.shape}, component {comp.shape}")
+    if np.any(~np.isfinite(m)) or np.any(m < 0):
+        raise ValueError("points: masses must be finite and non-negative")
+    if n and (comp.min() < 0 or comp.max() >= len(names)):
+        raise ValueError(f"points: component indices must be in [0, {len(names)})")
+    return _Points(pv, act, comp, names, m)
+
+
+def _sky(posvel: np.ndarray, solar) -> Dict[str, np.ndarray]:
+    from ..observe.frames import galactocentric_to_sky
+
+    s = galactocentric_to_sky(posvel[:, 0], posvel[:, 1], posvel[:, 2], solar=solar)
+    return {"l": s["l"], "b": s["b"], "distance": s["distance"]}
+
+
+def _distance_modulus(d_kpc: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return 5.0 * np.log10(np.maximum(d_kpc, 0.0)) + 10.0
+
+
+def _extinction_values(extinction, sky, n) -> np.ndarray:
+    if extinction is None:
+        return np.zeros(n)
+    if callable(extinction):
+        a = np.asarray(extinction(sky["l"], sky["b"], sky["distance"]), dtype=np.float64)
+    else:
+        a = np.asarray(extinction, dtype=np.float64)
+    a = np.broadcast_to(a, (n,))
+    if np.any(~np.isfinite(a)) or np.any(a < 0):
+        raise ValueError("extinction: values must be finite and >= 0 [mag]")
+    return a
+
+
+@dataclass
+class _Plan:
+    """Per-point quantities of one component before thinning."""
+
+    chem: Dict[str, np.ndarray]
+    mh_iso: np.ndarray
+    age: np.ndarray
+    lam: np.ndarray
+    m_lo: np.ndarray
+    m_hi: np.ndarray
+    u_mass: np.ndarray
+    u_keep: np.ndarray
+    dm_a: Optional[np.ndarray] = None
+
+
+def _plan_component(cp: ComponentPopulation, posvel, actions, mass, rng, mode, m_min, band, limit, extinction,
+                    solar) -> _Plan:
+    n = len(mass)
+    normals = rng.standard_normal((2, n))
+    uni = rng.random((4, n))
+    chem = cp.draw_chemistry(actions, normals[0], normals[1], uni[0])
+    g = cp.isochrones
+    mh_iso = np.clip(chem["mh"], g.mh[0], g.mh[-1])
+    age = cp.draw_ages(uni[1], chem["sub"])
+    rbar = cp.present_mass_fraction(mh_iso, chem["sub"])
+    m_lo_c = cp._check_m_min(m_min)
+    imf = cp.imf
+    if mode == "volume":
+        lam = mass * float(imf.number(m_lo_c, imf.m_upper)) / rbar
+        return _Plan(chem, mh_iso, age, lam, np.full(n, m_lo_c), np.full(n, imf.m_upper), uni[2], uni[3])
+    sky = _sky(posvel, solar)
+    dm_a = _distance_modulus(sky["distance"]) + _extinction_values(extinction, sky, n)
+    mlim = np.ascontiguousarray(limit - dm_a)
+    b = _band_index(band)
+    if BANDS[b] == "GRVS":
+        mlim = mlim + 0.05
+    logage = np.clip(IsochroneGrid.logage_of(age), g.logage[0], g.logage[-1])
+    lo, hi, num = K.detectable_fraction(logage, mh_iso, mlim, b, m_lo_c, g.kernel_grid(), *imf.arrays())
+    lam = mass * num / rbar
+    return _Plan(chem, mh_iso, age, lam, lo, hi, uni[2], uni[3], dm_a)
+
+
+def _check_mode(mode, limit):
+    if mode not in MODES:
+        raise ValueError(f"mode: unknown {mode!r}; allowed: {list(MODES)}")
+    if mode == "magnitude" and (limit is None or not np.isfinite(limit)):
+        raise ValueError("mode 'magnitude' needs a finite 'limit' [mag]")
+
+
+def expected_counts(points, populations: StellarPopulations, *, mode: str = "volume", m_min: Optional[float] = None,
+                    band: str = "G", limit: Optional[float] = None, extinction=None, solar=None, rng=None,
+                    mass=None) -> np.ndarray:
+    """Expected number of stars each point stands for (unbiased, one random age/chemistry per point).
+
+    Summing over points gives the expected number of stars (``volume``: with initial mass >= m_min;
+    ``magnitude``: generated stars, i.e. those that can reach ``limit``) without generating any; the
+    values may exceed 1. Parameters as :func:`populate`.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N,)
+        0 for points of non-stellar components.
+    """
+    _check_mode(mode, limit)
+    rng = np.random.default_rng(rng)
+    P = _as_points(points, mass)
+    solar = solar if solar is not None else populations.solar
+    out = np.zeros(len(P.mass))
+    for ci, name in enumerate(P.names):
+        idx = np.nonzero(P.component == ci)[0]
+        if len(idx) == 0 or not populations.is_stellar(name):
+            continue
+        plan = _plan_component(populations[name], P.posvel[idx], P.actions[idx], P.mass[idx], rng, mode, m_min, band,
+                               limit, extinction, solar)
+        out[idx] = plan.lam
+    return out
+
+
+def populate(points, populations: StellarPopulations, *, mode: str = "volume", m_min: Optional[float] = None,
+             band: str = "G", limit: Optional[float] = None, extinction: Union[None, float, Callable] = None,
+             solar=None, rng=None, mass=None, overflow: str = "error", keep_faint: bool = False,
+             remnants: bool = True) -> StarTable:
+    """Generate stars at sampled phase-space points (see the module docstring).
+
+    Parameters
+    ----------
+    points : mocksky.model.sampling.Particles or mapping
+        ``posvel`` (N, 6) [kpc, km/s] (or columns x, y, z, vx, vy, vz), ``actions`` (N, 3) (Jr, Jz, Jphi)
+        [kpc km/s] (or columns), ``component`` (N,) indices into ``component_names`` and ``mass`` (N,)
+        [Msun]: the present-day stellar mass each point represents (for a selection-weighted sample,
+        the particle mass divided by the selection probability; see :class:`MagnitudeSelection`).
+    populations : StellarPopulations
+        From :func:`load_populations`.
+    mode : {'volume', 'magnitude'}
+    m_min : float, optional
+        Lowest initial mass [Msun] (default: the isochrones' 0.08).
+    band : str
+        Band of the magnitude limit (G, BP, RP, GRVS, J, H, Ks).
+    limit : float
+        Apparent-magnitude limit (mode 'magnitude').
+    extinction : callable, float or None
+        ``A(l [deg], b [deg], d [kpc]) -> extinction in `band` [mag]`` (or a constant). For a
+        colour-dependent extinction pass the smallest value over colours to keep the sample complete.
+    solar : str or SolarParameters, optional
+        Solar parameters for (l, b, d) (default: the spec's ``[model] solar``).
+    rng : int, numpy.random.Generator or None
+    mass : array_like, optional
+        Override the points' masses.
+    overflow : {'error', 'clip'}
+        What to do when a point stands for more than one expected star: raise (default) or cap the
+        probability at 1 and record the expected stars lost in the metadata.
+    keep_faint : bool
+        Mode 'magnitude': keep the generated stars that turn out fainter than the limit.
+    remnants : bool
+        Mode 'volume': keep remnants (white dwarfs, neutron stars, black holes; no photometry).
+
+    Returns
+    -------
+    StarTable
+        Columns component, particle_mass (the point's mass), x, y, z, vx, vy, vz, Jr, Jz, Jphi, age,
+        mass_initial, mass_current, feh, alpha_fe, mh, teff, logg, logl, phase, is_remnant and
+        abs_g, abs_bp, abs_rp, abs_grvs, abs_j, abs_h, abs_ks (NaN for remnants). ``meta['populate']``
+        holds the mode, limits, expected and generated counts per component and the waste fraction.
+
+    Raises
+    ------
+    ValueError
+        Bad arguments (named) or (overflow='error') points carrying too much mass.
+    KeyError
+        A component of the points is not in the population spec.
+    """
+    _check_mode(mode, limit)
+    if overflow not in ("error", "clip"):
+        raise ValueError(f"overflow: unknown {overflow!r}; allowed: ['error', 'clip']")
+    rng = np.random.default_rng(rng)
+    P = _as_points(points, mass)
+    solar = solar if solar is not None else populations.solar
+    parts: List[dict] = []
+    info: Dict[str, dict] = {}
+    for ci, name in enumerate(P.names):
+        idx = np.nonzero(P.component == ci)[0]
+        if not populations.is_stellar(name):
+            if len(idx):
+                log.info("populate: %d points of non-stellar component %r skipped", len(idx), name)
+            continue
+        if len(idx) == 0:
+            continue
+        cp = populations[name]
+        plan = _plan_component(cp, P.posvel[idx], P.actions[idx], P.mass[idx], rng, mode, m_min, band, limit,
+                               extinction, solar)
+        lam = plan.lam
+        pmax = float(lam.max()) if len(lam) else 0.0
+        lost = float(np.sum(np.maximum(lam - 1.0, 0.0)))
+        if pmax > 1.0 and overflow == "error":
+            raise ValueError(f"populate: component {name!r}: a point stands for up to {pmax:.3g} expected stars "
+                             f"(> 1); sample at least {pmax:.3g} times more points (smaller point masses) or pass "
+                             "overflow='clip'")
+        keep = plan.u_keep < lam
+        k = np.nonzero(keep)[0]
+        g = cp.isochrones
+        logage = np.clip(IsochroneGrid.logage_of(plan.age[k]), g.logage[0], g.logage[-1])
+        m_init, out = K.tag_stars(np.ascontiguousarray(logage), np.ascontiguousarray(plan.mh_iso[k]),
+                                  np.ascontiguousarray(plan.u_mass[k]), np.ascontiguousarray(plan.m_lo[k]),
+                                  np.ascontiguousarray(plan.m_hi[k]), g.kernel_grid(), *cp.imf.arrays())
+        cols = {c: out[:, j] for j, c in enumerate(_OUT_COLS)}
+        phase = out[:, 11].astype(np.int16)
+        is_rem = phase >= K.WD
+        sel = np.ones(len(k), bool)
+        n_faint = 0
+        if mode == "magnitude":
+            app = cols[_ABS_COLUMN[BANDS[_band_index(band)]]] + plan.dm_a[k]
+            faint = ~(app <= limit)
+            n_faint = int(np.count_nonzero(faint))
+            if not keep_faint:
+                sel &= ~faint
+        elif not remnants:
+            sel &= ~is_rem
+        src = idx[k[sel]]
+        part = {"component": np.full(len(src), ci, np.int16), "particle_mass": P.mass[src]}
+        for j, c in enumerate(("x", "y", "z", "vx", "vy", "vz")):
+            part[c] = P.posvel[src, j]
+        for j, c in enumerate(("Jr", "Jz", "Jphi")):
+            part[c] = P.actions[src, j]
+        part["age"] = plan.age[k[sel]]
+        part["mass_initial"] = m_init[sel]
+        for c in ("feh", "alpha_fe", "mh"):
+            part[c] = plan.chem[c][k[sel]]
+        for c in _OUT_COLS:
+            part[c] = cols[c][sel]
+        part["phase"] = phase[sel]
+        part["is_remnant"] = is_rem[sel]
+        parts.append(part)
+        n_clamped = int(np.count_nonzero(plan.mh_iso != plan.chem["mh"]))
+        if n_clamped:
+            log.info("populate: %s: [M/H] of %d of %d points outside the isochrones' [%.2f, %.2f] (clamped)", name,
+                     n_clamped, len(idx), cp.isochrones.mh[0], cp.isochrones.mh[-1])
+        info[name] = {"points": int(len(idx)), "expected": float(lam.sum()), "generated": int(len(k)),
+                      "kept": int(np.count_nonzero(sel)), "fainter_than_limit": n_faint,
+                      "waste_fraction": n_faint / len(k) if (mode == "magnitude" and len(k)) else 0.0,
+                      "remnants": int(np.count_nonzero(is_rem)), "max_point_expectation": pmax,
+                      "expected_lost_overflow": lost,
+                      "mh_clamped": n_clamped}
+    cols_all = ["component", "particle_mass", "x", "y", "z", "vx", "vy", "vz", "Jr", "Jz", "Jphi", "age",
+                "mass_initial", "mass_current", "feh", "alpha_fe", "mh", "teff", "logg", "logl", "phase",
+                "is_remnant", "abs_g", "abs_bp", "abs_rp", "abs_grvs", "abs_j", "abs_h", "abs_ks"]
+    table = StarTable()
+    for c in cols_all:
+        arrs = [p[c] for p in parts]
+        table[c] = np.concatenate(arrs) if arrs else np.zeros(0, dtype=np.int16 if c in ("component", "phase")
+                                                             else (bool if c == "is_remnant" else np.float64))
+    table.meta["populate"] = {"mode": mode, "m_min": m_min, "band": band if mode == "magnitude" else None,
+                              "limit": limit, "solar": solar if isinstance(solar, str) else getattr(solar, "name", ""),
+                              "component_names": list(P.names), "components": info,
+                              "populations": populations.describe()}
+    return table
+
+
+# =============================================================================== selection for samplers
+class MagnitudeSelection:
+    """Selection function for a phase-space sampler: where can stars of a component be seen?
+
+    S(x) = D(mu(x)) / D_max in [0, 1], where mu = DM + A(l, b, d) and D(mu) is an upper envelope (over
+    [M/H], age and sub-population, times ``safety``) of the expected number of generated stars per Msun
+    of present-day mass in mode 'magnitude', and D_max its bright-end value (all stars above m_min).
+    Sample points from f(x, v) S(x) (``selection=`` of :func:`mocksky.model.sampling.sample_particles`),
+    then pass ``mass=sel.point_mass(particles)`` to :func:`populate`: a particle of mass M_p stands for
+    M_p / S(x) of present-day mass, and every point yields at most one star when M_p <= 1 / D_max.
+
+    Parameters
+    ----------
+    population : ComponentPopulation
+    limit : float
+        Apparent-magnitude limit.
+    band : str
+    extinction : callable or float, optional
+        As in :func:`populate`.
+    solar : str or SolarParameters
+    m_min : float, optional
+    safety : float
+        Envelope factor (default 1.1).
+    """
+
+    def __init__(self, population: ComponentPopulation, limit: float, band: str = "G", extinction=None,
+                 solar="bv24", m_min: Optional[float] = None, safety: float = 1.1):
+        self.pop = population
+        self.limit, self.band, self.extinction, self.solar = float(limit), band, extinction, solar
+        self.m_min = population._check_m_min(m_min)
+        self.safety = float(safety)
+        g, imf = population.isochrones, population.imf
+        b = _band_index(band)
+        zs = np.linspace(g.mh[0], g.mh[-1], 27)
+        mus = np.linspace(-15.0, 35.0, 251)
+        env = np.zeros(len(mus))
+        for s in range(population.n_sub):
+            ad = population.ages[s]
+            ages = ad.ppf(np.linspace(0.0, 1.0, 33))
+            la = np.clip(IsochroneGrid.logage_of(ages), g.logage[0], g.logage[-1])
+            Z, A, M = np.meshgrid(zs, la, mus, indexing="ij")
+            lo, hi, num = K.detectable_fraction(np.ascontiguousarray(A.ravel()), np.ascontiguousarray(Z.ravel()),
+                                                np.ascontiguousarray(self.limit - M.ravel()), b, self.m_min,
+                                                g.kernel_grid(), *imf.arrays())
+            rb = population.present_mass_fraction(Z.ravel(), s)
+            d = (num / rb).reshape(Z.shape).max(axis=(0, 1))
+            env = np.maximum(env, d)
+        env = np.maximum.accumulate(env[::-1])[::-1] * self.safety  # non-increasing in mu
+        self.mu_grid, self.envelope = mus, env
+        self.d_max = max(float(env[0]), population.max_stars_per_mass(self.m_min) * self.safety)
+
+    def density(self, mu) -> np.ndarray:
+        """Envelope D(mu) [stars per Msun of present-day mass]."""
+        return np.interp(np.asarray(mu, dtype=np.float64), self.mu_grid, self.envelope, left=self.d_max, right=0.0)
+
+    def __call__(self, posvel) -> np.ndarray:
+        """S(x) in [0, 1] for phase-space points (N, 6)."""
+        pv = np.atleast_2d(np.asarray(posvel, dtype=np.float64))
+        sky = _sky(pv, self.solar)
+        mu = _distance_modulus(sky["distance"]) + _extinction_values(self.extinction, sky, len(pv))
+        return np.clip(self.density(mu) / self.d_max, 0.0, 1.0)
+
+    def point_mass(self, particles) -> np.ndarray:
+        """Present-day mass each particle of a selection-weighted sample stands for: M_p / S(x) [Msun]."""
+        s = self(particles.posvel)
+        with np.errstate(divide="ignore"):
+            return np.where(s > 0, particles.mass / s, 0.0)
+
+    @property
+    def max_particle_mass(self) -> float:
+        """Largest particle mass for which every point yields at most one star [Msun]."""
+        return 1.0 / self.d_max
+
+
+# =============================================================================== tagging benchmark helper
+def tag_stars(population: ComponentPopulation, actions, rng=None,
+              m_min: Optional[float] = None) -> Dict[str, np.ndarray]:
+    """One star per action triple: chemistry, age, initial mass (IMF above m_min) and isochrone outputs.
+
+    No thinning and no phase-space columns: this is the per-star cost of :func:`populate` (used by
+    ``scripts/bench_populate.py``).
+
+    Returns
+    -------
+    dict
+        ``feh, alpha_fe, mh, age, mass_initial`` and the isochrone columns (mass_current, teff, logg, logl,
+        abs_*, phase, is_remnant).
+    """
+    rng = np.random.default_rng(rng)
+    a = np.asarray(actions, dtype=np.float64)
+    n = len(a)
+    normals = rng.standard_normal((2, n))
+    uni = rng.random((3, n))
+    chem = population.draw_chemistry(a, normals[0], normals[1], uni[0])
+    g = population.isochrones
+    age = population.draw_ages(uni[1], chem["sub"])
+    logage = np.clip(IsochroneGrid.logage_of(age), g.logage[0], g.logage[-1])
+    mh_iso = np.clip(chem["mh"], g.mh[0], g.mh[-1])
+    m = population._check_m_min(m_min)
+    imf = population.imf
+    n0 = float(imf.cumulative_number(np.array(m)))
+    n1 = float(imf.stars_per_mass)
+    m_init = np.empty(n)
+    out = np.empty((n, 12))
+    K.tag_stars_const(logage, mh_iso, uni[2], n0, n1, g.kernel_grid(), *imf.arrays(), m_init, out)
+    res = {"feh": chem["feh"], "alpha_fe": chem["alpha_fe"], "mh": chem["mh"], "age": age, "mass_initial": m_init}
+    for j, c in enumerate(_OUT_COLS):
+        res[c] = out[:, j]
+    res["phase"] = out[:, 11].astype(np.int16)
+    res["is_remnant"] = res["phase"] >= K.WD
+    return res

@@ -1,0 +1,166 @@
+"""Mass budget and star generation at phase-space points (mocksky.populate.populate)."""
+import numpy as np
+import pytest
+
+from mocksky.populate import MagnitudeSelection, expected_counts, load_populations, populate
+from mocksky.populate import _kernels as K
+from mocksky.populate.isochrones import IsochroneGrid
+
+SUN = np.array([-8.27, 0.0, 0.0])  # bv23 solar parameters (z_sun = 0)
+
+
+@pytest.fixture(scope="module")
+def bv23():
+    return load_populations("bv23")
+
+
+def _points(n, names, rng, radius=0.3, mass=0.25, comp=None):
+    """Points uniform in a sphere around the Sun with disc-like velocities and actions."""
+    r = radius * rng.random(n) ** (1 / 3)
+    v = rng.normal(size=(n, 3))
+    v /= np.linalg.norm(v, axis=1)[:, None]
+    pos = SUN + r[:, None] * v
+    vel = np.column_stack([rng.normal(0, 30, n), rng.normal(-230, 25, n), rng.normal(0, 20, n)])
+    act = np.column_stack([rng.exponential(30, n), rng.exponential(20, n), rng.normal(1950, 250, n)])
+    comp = rng.integers(0, len(names), n) if comp is None else np.full(n, comp)
+    return {"posvel": np.hstack([pos, vel]), "actions": act, "component": comp, "component_names": tuple(names),
+            "mass": np.full(n, mass)}
+
+
+def _stratified_mean_present_mass(cp, mh, sub, m_min, n_age=256, n_mass=3000):
+    """E[present-day mass] of stars with initial mass >= m_min: midpoint rule in age quantiles x cells
+    uniform in log m (weighted by their IMF numbers), evaluated by the star-tagging kernel."""
+    g, imf = cp.isochrones, cp.imf
+    ua = (np.arange(n_age) + 0.5) / n_age
+    ages = cp.ages[sub].ppf(ua)
+    la = np.clip(IsochroneGrid.logage_of(ages), g.logage[0], g.logage[-1])
+    edges = np.logspace(np.log10(m_min), np.log10(imf.m_upper), n_mass + 1)
+    n0, n1 = float(imf.cumulative_number(m_min)), imf.stars_per_mass
+    cum = np.asarray(imf.cumulative_number(edges))
+    w = np.diff(cum) / (n1 - n0)
+    um = (0.5 * (cum[1:] + cum[:-1]) - n0) / (n1 - n0)  # number-median of each cell
+    LA = np.repeat(la, n_mass)
+    U = np.tile(um, n_age)
+    Z = np.full(LA.shape, mh)
+    m_init = np.empty(LA.shape)
+    out = np.empty((len(LA), 12))
+    K.tag_stars_const(LA, Z, U, n0, n1, g.kernel_grid(), *imf.arrays(), m_init, out)
+    return float(np.mean(out[:, 0].reshape(n_age, n_mass) @ w))
+
+
+@pytest.mark.parametrize("name,sub", [("young disk", 0), ("old disk", 0), ("highA disk", 0), ("highA disk", 1),
+                                      ("stellar halo", 0), ("bulge", 0)])
+def test_mass_to_number_conversion_conserves_mass(bv23, name, sub):
+    """(stars per Msun of present-day mass) x (mean present-day mass of a drawn star) = 1 to 0.1 %:
+    the stars generated for a component carry exactly its DF mass (m_min = 0.08); with m_min = 0.5 the
+    analytic mass below m_min closes the budget."""
+    cp = bv23[name]
+    for mh in (-1.5, -0.4, 0.25):
+        n = float(cp.stars_per_mass(mh, sub=sub))
+        assert abs(n * _stratified_mean_present_mass(cp, mh, sub, 0.08) - 1) < 5e-4, (name, mh)  # measured <= 7.4e-5
+        n5 = float(cp.stars_per_mass(mh, 0.5, sub=sub))
+        below = float(cp.mass_fraction_below(mh, 0.5, sub=sub))
+        assert 0.2 < below < 0.8
+        assert abs(n5 * _stratified_mean_present_mass(cp, mh, sub, 0.5) + below - 1) < 5e-4, (name, mh)
+
+
+def test_populate_volume_mass_and_counts(bv23):
+    rng = np.random.default_rng(21)
+    names = ("young disk", "old disk", "highA disk", "dark halo")
+    pts = _points(300000, names, rng)
+    tab = populate(pts, bv23, mode="volume", rng=22)
+    info = tab.meta["populate"]["components"]
+    assert "dark halo" not in info and not np.any(tab["component"] == 3)
+    for ci, name in enumerate(names[:3]):
+        m = tab["component"] == ci
+        e, n_gen = info[name]["expected"], info[name]["generated"]
+        assert abs(n_gen - e) < 4 * np.sqrt(e)
+        # present-day mass of the generated stars vs the DF mass the points stand for
+        M = 0.25 * info[name]["points"]
+        mc = tab["mass_current"][m]
+        sig = np.sqrt(np.sum(mc ** 2))  # Poisson-thinning error of the sum
+        assert abs(mc.sum() - M) < 4 * sig, (name, mc.sum() / M - 1, sig / M)
+    # columns follow the schema; remnants have no photometry
+    rem = tab["is_remnant"]
+    assert rem.any() and np.all(np.isnan(tab["abs_g"][rem])) and np.all(np.isfinite(tab["abs_g"][~rem]))
+    assert np.all(tab["mass_initial"] >= 0.08) and np.all(tab["mass_current"] <= tab["mass_initial"] + 1e-12)
+    assert tab["phase"].dtype == np.int16 and tab["is_remnant"].dtype == bool
+    assert set(np.unique(tab["phase"][rem])) <= {10, 11, 12}
+
+
+def test_magnitude_mode_exact_counts_and_waste(bv23):
+    rng = np.random.default_rng(31)
+    names = ("young disk", "old disk", "stellar halo")
+    pts = _points(400000, names, rng, radius=0.5)
+    lim, A = 12.0, 0.2
+    vol = populate(pts, bv23, mode="volume", rng=32, solar="bv23")
+    from mocksky.observe.frames import galactocentric_to_sky
+
+    d = galactocentric_to_sky(vol["x"], vol["y"], vol["z"], solar="bv23")["distance"]
+    app = vol["abs_g"] + 5 * np.log10(d * 100) + A
+    n_vol = int(np.count_nonzero(app <= lim))
+    mag = populate(pts, bv23, mode="magnitude", limit=lim, extinction=lambda l, b, dd: np.full(np.shape(dd), A),
+                   rng=33, solar="bv23")
+    info = mag.meta["populate"]["components"]
+    n_mag = len(mag)
+    assert abs(n_mag - n_vol) < 4 * np.sqrt(n_vol + n_mag), (n_mag, n_vol)
+    gen = sum(v["generated"] for v in info.values())
+    faint = sum(v["fainter_than_limit"] for v in info.values())
+    assert faint / gen < 0.10, faint / gen
+    assert gen < 0.1 * len(vol)  # only stars that can be seen are generated
+    assert sum(v["expected"] for v in info.values()) == pytest.approx(gen, abs=4 * np.sqrt(gen))
+    d2 = galactocentric_to_sky(mag["x"], mag["y"], mag["z"], solar="bv23")["distance"]
+    assert np.all(mag["abs_g"] + 5 * np.log10(d2 * 100) + A <= lim + 1e-9)
+
+
+def test_overflow_and_bad_arguments(bv23):
+    rng = np.random.default_rng(41)
+    pts = _points(1000, ("old disk",), rng, mass=10.0)
+    with pytest.raises(ValueError, match="times more points"):
+        populate(pts, bv23, mode="volume", rng=1)
+    tab = populate(pts, bv23, mode="volume", rng=1, overflow="clip")
+    assert len(tab) == 1000 or tab.meta["populate"]["components"]["old disk"]["expected_lost_overflow"] > 0
+    with pytest.raises(ValueError, match="allowed"):
+        populate(pts, bv23, mode="apparent")
+    with pytest.raises(ValueError, match="limit"):
+        populate(pts, bv23, mode="magnitude")
+    with pytest.raises(ValueError, match="m_min"):
+        populate(pts, bv23, m_min=0.01)
+    with pytest.raises(KeyError, match="not in the population spec"):
+        populate(_points(10, ("gas disk",), rng), bv23)
+    with pytest.raises(ValueError, match="band"):
+        populate(pts, bv23, mode="magnitude", limit=10, band="V", overflow="clip")
+
+
+def test_expected_counts_and_selection_envelope(bv23):
+    rng = np.random.default_rng(51)
+    pts = _points(20000, ("old disk",), rng, radius=3.0, comp=0)
+    lam = expected_counts(pts, bv23, mode="magnitude", limit=15.0, rng=2, solar="bv23")
+    sel = MagnitudeSelection(bv23["old disk"], 15.0, solar="bv23")
+    S = sel(pts["posvel"])
+    assert np.all((S >= 0) & (S <= 1))
+    assert np.all(lam / pts["mass"] <= S * sel.d_max * (1 + 1e-9))
+    assert 0.3 < sel.max_particle_mass < 0.5
+    vol = expected_counts(pts, bv23, mode="volume", rng=2)
+    assert np.all(lam <= vol + 1e-12)
+
+
+def test_particles_input_and_reproducibility(bv23):
+    from mocksky.model.sampling import Particles
+
+    rng = np.random.default_rng(61)
+    d = _points(5000, ("middle disk", "stellar halo"), rng)
+    P = Particles(d["posvel"], d["mass"], d["component"].astype(np.int32), d["actions"], d["component_names"])
+    t1 = populate(P, bv23, rng=7)
+    t2 = populate(P, bv23, rng=7)
+    assert len(t1) > 3000 and all(np.array_equal(t1[k], t2[k], equal_nan=True) for k in t1)
+    assert set(t1) >= {"x", "vz", "Jphi", "age", "mass_initial", "mass_current", "feh", "alpha_fe", "mh", "teff",
+                       "logg", "logl", "phase", "is_remnant", "abs_g", "abs_bp", "abs_rp", "abs_grvs", "abs_j",
+                       "abs_h", "abs_ks", "particle_mass", "component"}
+    # halo stars are old and metal-poor; ages within the spec's ranges
+    halo = t1["component"] == 1
+    assert np.all((t1["age"][halo] >= 10) & (t1["age"][halo] <= 13.5)) and np.median(t1["feh"][halo]) < -0.8
+    mid = ~halo
+    assert np.all((t1["age"][mid] >= 2) & (t1["age"][mid] <= 6))
+    t3 = populate(P, bv23, rng=8, remnants=False)
+    assert not t3["is_remnant"].any()
