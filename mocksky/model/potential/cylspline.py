@@ -53,7 +53,7 @@ import numpy as np
 
 from ...units import G
 from . import _spline2d as S
-from .base import Potential
+from .tabulated import SplinePotential
 
 log = logging.getLogger(__name__)
 
@@ -352,7 +352,7 @@ def _gauss_mesh(breaks, xg, wg):
     return (lo + 0.5 * (xg[None, :] + 1.0) * w).ravel(), (0.5 * wg[None, :] * w).ravel()
 
 
-class CylSpline(Potential):
+class CylSpline(SplinePotential):
     """Axisymmetric potential interpolated on an (R, z) grid (biquintic spline), from a density.
 
     Construct with :meth:`from_density` (Poisson solver) or :meth:`from_file`. Grid nodes are
@@ -537,27 +537,6 @@ class CylSpline(Potential):
         return cls(D, (A_R, beta_R), (A_z, beta_z), r0, a_l, b_l, name=nm, mass=mass)
 
     # ------------------------------------------------------------------ Potential interface
-    def kernel(self):
-        """Numba kernel ``f(R, z, params) -> (Phi, dPhi/dR, dPhi/dz)`` and its float64 params array.
-
-        ``f`` is :func:`mocksky.model.potential._spline2d.spline_kernel`, valid for any finite (R, z).
-        """
-        return S.spline_kernel, self._params
-
-    @property
-    def params(self) -> np.ndarray:
-        """The packed spline parameters (float64)."""
-        return self._params
-
-    def _phi(self, R, z):
-        return S.evaluate(R, z, self._params)[0]
-
-    def _grad(self, R, z):
-        _, gR, gz = S.evaluate(R, z, self._params)
-        return gR, gz
-
-    def _hess(self, R, z):
-        return S.evaluate(R, z, self._params, hess=True)
 
     # ------------------------------------------------------------------ I/O
     def to_file(self, path) -> None:

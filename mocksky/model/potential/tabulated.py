@@ -27,7 +27,40 @@ log = logging.getLogger(__name__)
 DEFAULT_GRID = dict(Rmin=2e-4, Rmax=2000.0, zmin=2e-4, zmax=2000.0, nR=120, nz=120)
 
 
-class TabulatedPotential(Potential):
+class SplinePotential(Potential):
+    """A potential represented by the 2D Hermite spline of :mod:`._spline2d` (packed in ``self._params``).
+
+    Shared by :class:`TabulatedPotential` (a tabulated copy of another potential) and
+    :class:`~mocksky.model.potential.cylspline.CylSpline` (the Poisson solver).
+    """
+
+    _params: np.ndarray
+
+    def kernel(self):
+        """Numba kernel ``f(R, z, params) -> (Phi, dPhi/dR, dPhi/dz)`` and its float64 params array.
+
+        ``f`` is :func:`mocksky.model.potential._spline2d.spline_kernel`; valid for any finite (R, z)
+        (R is taken as |R|); dPhi/dR = 0 on the axis and dPhi/dz = 0 in the midplane exactly.
+        """
+        return S.spline_kernel, self._params
+
+    @property
+    def params(self) -> np.ndarray:
+        """The packed spline parameters (float64, read by :meth:`kernel`'s function)."""
+        return self._params
+
+    def _phi(self, R, z):
+        return S.evaluate(R, z, self._params)[0]
+
+    def _grad(self, R, z):
+        _, gR, gz = S.evaluate(R, z, self._params)
+        return gR, gz
+
+    def _hess(self, R, z):
+        return S.evaluate(R, z, self._params, hess=True)
+
+
+class TabulatedPotential(SplinePotential):
     """Biquintic-spline tabulation of an axisymmetric, z-symmetric potential.
 
     Parameters
@@ -98,29 +131,6 @@ class TabulatedPotential(Potential):
         self.Rnodes, self.znodes = Rn, zn
         log.debug("tabulated %r on a %d x %d grid, extrapolated beyond r0=%g kpc", self.name, len(Rn), len(zn), r0)
 
-    # ------------------------------------------------------------------ Potential interface
-    def kernel(self):
-        """Numba kernel ``f(R, z, params) -> (Phi, dPhi/dR, dPhi/dz)`` and its float64 params array.
-
-        ``f`` is :func:`mocksky.model.potential._spline2d.spline_kernel`; valid for any finite (R, z)
-        (R is taken as |R|); dPhi/dR = 0 on the axis and dPhi/dz = 0 in the midplane exactly.
-        """
-        return S.spline_kernel, self._params
-
-    @property
-    def params(self) -> np.ndarray:
-        """The packed spline parameters (float64, read by :meth:`kernel`'s function)."""
-        return self._params
-
-    def _phi(self, R, z):
-        return S.evaluate(R, z, self._params)[0]
-
-    def _grad(self, R, z):
-        _, gR, gz = S.evaluate(R, z, self._params)
-        return gR, gz
-
-    def _hess(self, R, z):
-        return S.evaluate(R, z, self._params, hess=True)
 
 
 def _match_sphere(params, r0, lmax):
