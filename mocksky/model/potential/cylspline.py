@@ -536,8 +536,6 @@ class CylSpline(SplinePotential):
                   nR, nz, mass, enclosed)
         return cls(D, (A_R, beta_R), (A_z, beta_z), r0, a_l, b_l, name=nm, mass=mass)
 
-    # ------------------------------------------------------------------ Potential interface
-
     # ------------------------------------------------------------------ I/O
     def to_file(self, path) -> None:
         """Write the coefficients to a text file (atomically: temporary file + os.replace).
