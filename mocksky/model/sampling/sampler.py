@@ -764,7 +764,8 @@ def sample_particles(potential, dfs, action_finder, n, *, densities=None, region
                      tuple(s.name for s in samplers), diags, meta)
 
 
-def sample_galaxy_model(model, n, components: Optional[Sequence[str]] = None, **kwargs) -> Particles:
+def sample_galaxy_model(model, n, components: Optional[Sequence[str]] = None, action_finder="interpolated",
+                        **kwargs) -> Particles:
     """Sample particles from a self-consistent model (:class:`mocksky.model.galaxy.GalaxyModel`).
 
     Uses the model's converged potential, its action finder, the DFs of the chosen components and
@@ -779,6 +780,12 @@ def sample_galaxy_model(model, n, components: Optional[Sequence[str]] = None, **
         Total number of particles (split by mass) or one count per chosen component.
     components : sequence of str, optional
         DF component names (case-insensitive; default: every DF component, in model order).
+    action_finder : {"interpolated", "model"} or action finder, optional
+        ``"interpolated"`` (default): an :class:`~mocksky.model.actions.InterpolatedStaeckelFudge` of the
+        converged potential, built once and kept on the model (median errors 5e-4 in Jr and 1e-4 in Jz
+        against the exact fudge, p99 0.5%: far below the DF's variation across a particle's
+        neighbourhood, and ~4x faster); ``"model"``: the model's own finder (exact fudge unless the
+        INI asks for interpolation); or any object with ``actions(posvel)``.
     **kwargs
         Passed to :func:`sample_particles` (rng, region, selection, particle_mass, sampler options).
 
@@ -802,5 +809,18 @@ def sample_galaxy_model(model, n, components: Optional[Sequence[str]] = None, **
         comps = [by_name[nm] for nm in wanted]
     if not comps:
         raise ValueError("the model has no DF components to sample")
-    return sample_particles(model.potential, [c.df for c in comps], model.action_finder(), n,
+    if isinstance(action_finder, str):
+        if action_finder == "model":
+            action_finder = model.action_finder()
+        elif action_finder == "interpolated":
+            cached = getattr(model, "_sampling_finder", None)
+            if cached is None:
+                from ..actions import InterpolatedStaeckelFudge
+
+                cached = InterpolatedStaeckelFudge(model.potential)
+                model._sampling_finder = cached
+            action_finder = cached
+        else:
+            raise ValueError(f"action_finder must be 'interpolated', 'model' or an action finder, got {action_finder!r}")
+    return sample_particles(model.potential, [c.df for c in comps], action_finder, n,
                             densities=[getattr(c, "density", None) for c in comps], **kwargs)
