@@ -89,3 +89,18 @@ def test_parameter_errors():
         InterpolatedStaeckelFudge(pot, exact_xi=1.5)
     with pytest.raises(ValueError, match="xi_min"):
         InterpolatedStaeckelFudge(pot, xi_min=0.0)
+
+
+def test_points_near_the_centre_do_not_raise():
+    """Points within ~20 pc of the centre of a Galactic potential (where a zero denominator once raised
+    ZeroDivisionError inside the compiled driver) return finite actions or fall back to the exact fudge."""
+    from mocksky.model.potential import Hernquist, MiyamotoNagai, NFW
+
+    pot = MiyamotoNagai(5e10, 3.0, 0.3) + NFW(8e11, 18.0) + Hernquist(1e10, 0.6)
+    finder = InterpolatedStaeckelFudge(pot)
+    vphi = np.array([-70.0, -35.0, 0.0, 35.0, 70.0])
+    pv = np.array([[0.0121, 0.0, z, 0.0, v, 0.0] for z in (0.0, 0.022, 0.049) for v in vphi])
+    J = finder.actions(pv)
+    assert J.shape == (len(pv), 3)
+    assert np.allclose(J[:, 2], pv[:, 0] * pv[:, 4])
+    assert np.all(np.isfinite(J[:, 2]))

@@ -325,7 +325,9 @@ def delta_lookup(qE, xi, D2tab, dpar):
     d = interp2(D2tab, qE * dpar[0], xi * (D2tab.shape[1] - 1))
     fr2 = dpar[3] * math.exp(dpar[1] + qE * dpar[2])
     fr2 *= fr2
-    d2 = 0.5 * (d + math.sqrt(d * d + 4.0 * fr2 * fr2))
+    root = math.sqrt(d * d + 4.0 * fr2 * fr2)
+    # the same value written without cancellation for d << 0 (where d + root would round to 0)
+    d2 = 0.5 * (d + root) if d >= 0.0 else 2.0 * fr2 * fr2 / (root - d)
     dmax = DELTA_MAX_FRAC * DELTA_MAX_FRAC * fr2 / (dpar[3] * dpar[3])
     if d2 > dmax:
         d2 = dmax

@@ -450,7 +450,7 @@ def _interp3w(tab, s0, w0, s1, w1, q2):
 
 @numba.njit(types.Tuple((ARR2, types.Array(types.boolean, 1, "C")))(
     KERNEL_T, ARR1, ARR2, ARR1, ARR1, ARR2, ARR1, types.float64, types.float64, types.float64, ARR3, ARR4,
-    ARR4, ARR4, ARR2, ARR1), parallel=True, cache=True)
+    ARR4, ARR4, ARR2, ARR1), parallel=True, cache=True, error_model="numpy")
 def _interp_driver(f, p, posvel, Ec, logLc, D2tab, dpar, scaleT, xi0, xi_exact, t2, t3, tr, tz, mid, mpar):
     n = posvel.shape[0]
     out = np.empty((n, 3))
@@ -653,6 +653,9 @@ class InterpolatedStaeckelFudge(ActionFinder):
         out, fb = _interp_driver(self._f, self._p, pv, eg.Ec, eg.logLc, self.exact._D2tab, self.exact._dpar,
                                  self._scaleT, self._xi0, self._xi_exact, self._t2, self._t3, self._tr, self._tz,
                                  self._mid, self._mpar)
+        # degenerate geometry (e.g. a zero denominator for points within ~10 pc of the centre) gives a
+        # non-finite interpolated value: those points, like the ones outside the tables, use the exact fudge
+        fb |= ~np.isfinite(out[:, 0]) | ~np.isfinite(out[:, 1])
         if fb.any():
             out[fb] = self.exact.actions(pv[fb])
         return out
