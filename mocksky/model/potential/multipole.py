@@ -247,40 +247,34 @@ def _multipole_kernel(R, z, params):
     return res[0], res[1], res[2]
 
 
+@numba.njit(cache=True, fastmath=False, inline="always")
+def _store(res, mode, out, i):
+    """Write the quantities of ``mode`` (0 Phi, 1 gradient, 2 Hessian, 3 density) from ``res`` to column i."""
+    if mode == 0:
+        out[0, i] = res[0]
+    elif mode == 1:
+        out[0, i] = res[1]
+        out[1, i] = res[2]
+    elif mode == 2:
+        out[0, i] = res[3]
+        out[1, i] = res[4]
+        out[2, i] = res[5]
+    else:
+        out[0, i] = res[6]
+
+
 @numba.njit(cache=True, fastmath=False, parallel=True)
 def _eval_many_parallel(R, z, p, mode, out):
     n = R.shape[0]
     for i in numba.prange(n):
-        res = _eval_point(R[i], z[i], p, mode)
-        if mode == 0:
-            out[0, i] = res[0]
-        elif mode == 1:
-            out[0, i] = res[1]
-            out[1, i] = res[2]
-        elif mode == 2:
-            out[0, i] = res[3]
-            out[1, i] = res[4]
-            out[2, i] = res[5]
-        else:
-            out[0, i] = res[6]
+        _store(_eval_point(R[i], z[i], p, mode), mode, out, i)
 
 
 @numba.njit(cache=True, fastmath=False)
 def _eval_many_serial(R, z, p, mode, out):
     n = R.shape[0]
     for i in range(n):
-        res = _eval_point(R[i], z[i], p, mode)
-        if mode == 0:
-            out[0, i] = res[0]
-        elif mode == 1:
-            out[0, i] = res[1]
-            out[1, i] = res[2]
-        elif mode == 2:
-            out[0, i] = res[3]
-            out[1, i] = res[4]
-            out[2, i] = res[5]
-        else:
-            out[0, i] = res[6]
+        _store(_eval_point(R[i], z[i], p, mode), mode, out, i)
 
 
 _PARALLEL_MIN = 20000       # below this many points the thread start-up costs more than it saves
