@@ -285,3 +285,37 @@ def test_fudge_accuracy_against_surfaces_of_section():
     vals = dict(line.split(":")[:2] for line in buf.getvalue().splitlines() if ":" in line and not line.startswith("#"))
     assert float(vals["fudge_Jr_relerr_median"]) < 0.03
     assert float(vals["fudge_Jz_relerr_median"]) < 0.03
+
+
+def test_energy_grid_skips_unstable_centre(caplog):
+    """A central hill (a small positive-mass 'anti-Plummer' inside a large Plummer, like a cored bulge inside a
+    ring) makes dPhi/dR < 0 within ~b2 of the centre: the table starts outside it, and E_c is increasing there."""
+    import logging
+    import math
+
+    import numba
+
+    from mocksky.model.actions._common import EnergyGrid
+    from mocksky.units import G
+
+    @numba.njit(cache=False)
+    def hill(R, z, p):
+        r2 = R * R + z * z
+        a = 1.0 / math.sqrt(r2 + p[1] * p[1])
+        c = 1.0 / math.sqrt(r2 + p[3] * p[3])
+        phi = -G * p[0] * a + G * p[2] * c
+        dr = G * p[0] * a ** 3 - G * p[2] * c ** 3  # (1/r) dPhi/dr
+        return phi, dr * R, dr * z
+
+    p = np.array([1e11, 2.0, 1e5, 0.01])  # inside r ~ 0.02 kpc the hill wins: G M2/b2^3 > G M1/b1^3
+    with caplog.at_level(logging.WARNING, logger="mocksky.model.actions._common"):
+        eg = EnergyGrid(hill, p, 1e-3, 1e3, n=200)
+    assert "unstable" in caplog.text
+    R0 = math.exp(eg.logR[0])
+    assert 0.005 < R0 < 0.05
+    assert np.all(np.diff(eg.Ec) > 0) and np.all(np.isfinite(eg.logLc))
+    _, dR, _ = hill(R0, 0.0, p)
+    assert dR > 0
+    # an unstable potential everywhere still fails
+    with pytest.raises(ValueError, match="not strictly increasing"):
+        EnergyGrid(hill, np.array([1e5, 2.0, 1e11, 0.01]), 1e-3, 1e3, n=200)

@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import logging
 import math
 
 import numba
@@ -17,6 +18,8 @@ import numpy as np
 from numba import types
 
 from ... import units as U
+
+log = logging.getLogger(__name__)
 
 #: numba type of the 1D float64 parameter arrays of potential kernels
 ARR1 = types.Array(types.float64, 1, "C")
@@ -229,25 +232,39 @@ class EnergyGrid:
 
     Attributes
     ----------
-    logR : ndarray, shape (n,)
-        ln R [kpc].
-    Ec : ndarray, shape (n,)
+    logR : ndarray, shape (m,)
+        ln R [kpc], m <= n: the grid starts at the innermost node outside which every circular orbit is stable
+        (nodes inside a central region with dPhi/dR <= 0 are dropped, with a logged warning).
+    Ec : ndarray, shape (m,)
         Energy of the circular orbit E_c(R) = Phi(R, 0) + R dPhi/dR / 2 [km^2/s^2], increasing.
-    logLc : ndarray, shape (n,)
+    logLc : ndarray, shape (m,)
         ln L_c(R), L_c = R v_c [kpc km/s].
 
     Raises
     ------
     ValueError
-        If E_c(R) is not strictly increasing on the grid (no stable circular orbits).
+        If E_c(R) is not strictly increasing on the outer three quarters of the grid (no stable circular orbits).
     """
 
     def __init__(self, func, params, rmin: float, rmax: float, n: int = 400):
         if not (0 < rmin < rmax):
             raise ValueError(f"radius range must satisfy 0 < rmin < rmax, got rmin={rmin}, rmax={rmax}")
-        self.logR = np.linspace(math.log(rmin), math.log(rmax), int(n))
-        self.dlogR = float(self.logR[1] - self.logR[0])
-        self.Ec, self.logLc = _circular_table(func, params, self.logR)
-        if not np.all(np.isfinite(self.Ec)) or np.any(np.diff(self.Ec) <= 0) or not np.all(np.isfinite(self.logLc)):
+        logR = np.linspace(math.log(rmin), math.log(rmax), int(n))
+        Ec, logLc = _circular_table(func, params, logR)
+        ok = np.isfinite(Ec) & np.isfinite(logLc)
+        ok[1:] &= np.diff(Ec) > 0
+        # the table starts at the innermost node from which all circular orbits are stable: a self-consistent
+        # model with a cored bulge and a central gas hole can have dPhi/dR <= 0 within a few pc of the centre
+        # (the ring's outward pull beats the core's inward pull); orbits there are clamped to the first node
+        bad = np.flatnonzero(~ok)
+        i0 = int(bad[-1]) + 1 if bad.size else 0
+        if i0 > (int(n) - 1) // 4 or i0 >= int(n) - 4:
             raise ValueError("the circular-orbit energy E_c(R) of this potential is not strictly increasing on "
-                             f"[{rmin}, {rmax}] kpc: the action finders need stable circular orbits")
+                             f"[{math.exp(logR[min(i0, int(n) - 1)]):.4g}, {rmax}] kpc: the action finders need "
+                             "stable circular orbits")
+        if i0 > 0:
+            log.warning("circular orbits are unstable (dPhi/dR <= 0 or E_c(R) not increasing) inside R = %.3g kpc; "
+                        "the energy table starts there", math.exp(logR[i0]))
+        self.logR = logR[i0:]
+        self.dlogR = float(logR[1] - logR[0])
+        self.Ec, self.logLc = Ec[i0:].copy(), logLc[i0:].copy()
