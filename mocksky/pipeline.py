@@ -309,8 +309,10 @@ def run(recipe_or_path: Union[str, os.PathLike, Recipe], out_dir: Union[str, os.
 
         comparison = None
         if recipe.compare is not None:
+            from .compare.run import compare_recipe
+
             t = time.perf_counter()
-            comparison, cplots = _compare(recipe, path, out, table)
+            comparison, cplots = compare_recipe(recipe, path, out, columns=list(table))
             plots.extend(cplots)
             timings["compare"] = time.perf_counter() - t
         summary = {"recipe": recipe.to_dict(), "run": {k: v for k, v in run_meta.items() if k != "recipe_text"},
@@ -341,43 +343,3 @@ def _run_particles(recipe, model, out, scale, s_sample, overwrite):
                  "mass_Msun": float(parts.mass[parts.component == i].sum())}
             for i, nm in enumerate(parts.component_names)}
     return Path(path), int(len(parts.mass)), comp
-
-
-def _compare(recipe: Recipe, path: Path, out: Path, table) -> Tuple[dict, list]:
-    """Bin the written catalogue with the recipe's scheme; returns a JSON-able summary and the plots."""
-    from .compare import HealpixScheme, bin_healpix, bin_velocities, bv23_scheme, compare_catalogue_bv24, load_bv24
-    from .compare.plots import plot_component_grid, plot_healpix_map
-
-    C = recipe.compare
-    weight = C.weight if (C.weight and C.weight in table) else None
-    plots = []
-    if C.scheme == "healpix":
-        kw = {"mag_edges": C.mag_edges} if C.mag_edges else {}
-        scheme = HealpixScheme(nside=C.nside, nest=True, frame="galactic", mag_column=C.mag_column, **kw)
-        counts = bin_healpix(str(path), scheme, weight=weight)
-        cmap = counts.map()
-        np.savez_compressed(out / "healpix_counts.npz", counts=counts.counts, mag_edges=np.asarray(scheme.mag_edges),
-                            nside=scheme.nside)
-        plots.append(plot_healpix_map(counts, out / "healpix_counts.png",
-                                      title=f"{recipe.name}: star counts (nside {C.nside})"))
-        per_mag = np.asarray(counts.counts).sum(axis=0)
-        return {"scheme": "healpix", "nside": C.nside, "weight": weight, "total": float(cmap.sum()),
-                "mag_edges": list(scheme.mag_edges), "counts_per_mag_bin": per_mag.tolist(),
-                "nonempty_pixels": int(np.count_nonzero(cmap))}, plots
-    if C.scheme == "bv23":
-        hist = bin_velocities(str(path), bv23_scheme(), weight=weight, label=recipe.name)
-        hist.to_csv(out / "histograms_bv23.csv")
-        for comp in hist.components:
-            plots.append(plot_component_grid(hist, None, comp, out / f"bv23_{comp}.png", title=f"{recipe.name} {comp}"))
-        return {"scheme": "bv23", "weight": weight,
-                "stars_per_cell": np.asarray(hist.total(hist.components[0])).tolist()}, plots
-    obs = load_bv24(None if C.observed == "bv24" else C.observed)
-    cmp_, hist, cmp_m0 = compare_catalogue_bv24(str(path), weight=weight, observed=obs, label=recipe.name)
-    hist.to_csv(out / "histograms_bv24.csv")
-    for comp in hist.components:
-        plots.append(plot_component_grid(obs.observed, hist, comp, out / f"bv24_{comp}.png", comparison=cmp_,
-                                         title=f"{recipe.name} vs observed: {comp}"))
-    return {"scheme": "bv24", "weight": weight, "total_lnL": float(cmp_.total_lnL),
-            "m0_total_lnL": float(cmp_m0.total_lnL), "delta_lnL_vs_m0": float(cmp_.total_lnL - cmp_m0.total_lnL),
-            "total_deviance": float(cmp_.total_deviance), "m0_total_deviance": float(cmp_m0.total_deviance),
-            "ncell": int(obs.scheme.cells.ncell)}, plots
