@@ -174,3 +174,34 @@ def test_star_table_columns_roundtrip():
         add_sky_coordinates(StarTable({**{k: cols[k] for k in "xyz"}, "vx": cols["vx"]}))
     with pytest.raises(ValueError, match="non-positive"):
         add_galactocentric(StarTable({"ra": [1.0], "dec": [2.0], "parallax_true": [-0.1]}))
+
+
+def test_observed_galactocentric_columns():
+    """Error-free measurements give back the true Galactocentric columns; the observed columns follow the scattered
+    parallax (1/parallax, NaN where it is not positive) or an error model's distance_obs."""
+    from mocksky.observe import add_observed_galactocentric
+
+    rng = np.random.default_rng(8)
+    n = 400
+    cols = {"x": rng.normal(-8, 2, n), "y": rng.normal(0, 2, n), "z": rng.normal(0, 0.5, n),
+            "vx": rng.normal(0, 40, n), "vy": rng.normal(-220, 40, n), "vz": rng.normal(0, 20, n)}
+    t = StarTable(dict(cols))
+    add_sky_coordinates(t, "bv24")
+    for c in ("parallax", "pmra", "pmdec", "radial_velocity"):
+        t[c] = t[f"{c}_true"].copy()
+    t["parallax"][:5] = -0.2
+    add_observed_galactocentric(t, "bv24")
+    ok = np.arange(n) >= 5
+    for c in ("R", "z", "phi", "vR", "vz", "vphi"):
+        ref = t[c] if c not in ("z", "vz") else np.asarray(cols[c])
+        np.testing.assert_allclose(t[f"{c}_obs"][ok], ref[ok], rtol=1e-9, atol=1e-9)
+        assert np.all(np.isnan(t[f"{c}_obs"][~ok]))
+    np.testing.assert_allclose(t["distance_obs"][ok], t["distance"][ok], rtol=1e-12)
+    # a measured distance takes precedence over the parallax; prograde rotation stays vphi > 0
+    t2 = StarTable({k: t[k] for k in ("ra", "dec", "parallax", "pmra", "pmdec", "radial_velocity")})
+    t2["distance_obs"] = t["distance"] * 1.1
+    add_observed_galactocentric(t2, "bv24")
+    np.testing.assert_allclose(t2["distance_obs"], t["distance"] * 1.1)
+    assert np.median(t2["vphi_obs"]) > 150
+    with pytest.raises(ValueError, match="distance_obs' or 'parallax"):
+        add_observed_galactocentric(StarTable({"ra": [1.0], "dec": [2.0]}))

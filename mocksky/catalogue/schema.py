@@ -80,6 +80,15 @@ COLUMNS: Dict[str, Column] = {
         ("parallax", "mas"), ("pmra", "mas/yr"), ("pmdec", "mas/yr"), ("radial_velocity", "km/s"),
         ("phot_g_mean_mag", "mag"), ("phot_bp_mean_mag", "mag"), ("phot_rp_mean_mag", "mag"), ("grvs_mag", "mag"),
         ("feh", "dex"), ("alpha_fe", "dex")]},
+    # Galactocentric quantities as a survey measures them: from the observed distance (an error model's
+    # ``distance_obs``, else 1/parallax), sky position and observed proper motions and line-of-sight velocity
+    "distance_obs": _C("kpc", "heliocentric distance as measured (with errors)"),
+    "R_obs": _C("kpc", "Galactocentric R from the observed distance"),
+    "z_obs": _C("kpc", "Galactocentric z from the observed distance"),
+    "phi_obs": _C("rad", "Galactocentric azimuth from the observed distance"),
+    "vR_obs": _C("km/s", "Galactocentric vR from the observed astrometry and radial velocity"),
+    "vz_obs": _C("km/s", "Galactocentric vz from the observed astrometry and radial velocity"),
+    "vphi_obs": _C("km/s", "Galactocentric vphi (> 0 prograde) from the observed astrometry and radial velocity"),
     # selection
     "selection_probability": _C("", "probability that the survey selects the star, in [0, 1]"),
 }

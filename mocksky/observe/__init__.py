@@ -26,8 +26,8 @@ from .errors import (ApogeeErrorModel, ErrorModel, ExactMeasurements, GaiaErrorM
                      error_model, magnitude_uncertainty, parallax_uncertainty, proper_motion_uncertainty,
                      radial_velocity_uncertainty)
 from .extinction import BANDS, ExtinctionModel, add_apparent_magnitudes, add_band_extinctions, distance_modulus
-from .frames import (K_PM, add_galactocentric, add_sky_coordinates, cylindrical_to_galactocentric, frame_matrices,
-                     galactic_to_icrs, galactocentric_to_cylindrical, galactocentric_to_sky, icrs_to_galactic,
+from .frames import (K_PM, add_galactocentric, add_observed_galactocentric, add_sky_coordinates,
+                     cylindrical_to_galactocentric, frame_matrices, galactic_to_icrs, galactocentric_to_cylindrical, galactocentric_to_sky, icrs_to_galactic,
                      sky_to_galactocentric)
 from .solar import SolarParameters, available_solar_parameters, solar_parameters
 
@@ -35,7 +35,7 @@ __all__ = [
     "SolarParameters", "solar_parameters", "available_solar_parameters",
     "K_PM", "frame_matrices", "galactocentric_to_sky", "sky_to_galactocentric", "icrs_to_galactic",
     "galactic_to_icrs", "galactocentric_to_cylindrical", "cylindrical_to_galactocentric", "add_sky_coordinates",
-    "add_galactocentric",
+    "add_galactocentric", "add_observed_galactocentric",
     "DustMap", "HealpixDustMap3D", "HealpixDustMap2D", "DustmapsAdapter", "NoDust", "dust_map",
     "available_dust_maps", "add_dust", "SFD_EBV_TO_A0",
     "ExtinctionModel", "BANDS", "add_band_extinctions", "add_apparent_magnitudes", "distance_modulus",
@@ -52,7 +52,8 @@ def observe(table: StarTable, solar: Union[str, SolarParameters] = "bv24", dust:
 
     Steps: :func:`add_sky_coordinates` (if ``ra`` is absent), :func:`add_dust`, :func:`add_band_extinctions` (if the
     table has ``teff``), :func:`add_apparent_magnitudes` (bands with ``abs_*`` columns), then each error model in
-    ``errors`` with the same generator.
+    ``errors`` with the same generator, then :func:`add_observed_galactocentric` (if an error model wrote
+    ``parallax`` or ``distance_obs``).
 
     Parameters
     ----------
@@ -89,4 +90,6 @@ def observe(table: StarTable, solar: Union[str, SolarParameters] = "bv24", dust:
     add_apparent_magnitudes(table)
     for e in errors:
         error_model(e).apply(table, rng)
+    if "distance_obs" in table or "parallax" in table:
+        add_observed_galactocentric(table, solar)
     return table

@@ -637,8 +637,8 @@ class ApogeeErrorModel:
         return {c: np.where(ok, self.tables[c][k], np.nan) for c in cols}
 
     def apply(self, table: StarTable, rng=None) -> StarTable:
-        """Write the uncertainties and the observed ``pmra, pmdec, radial_velocity, feh_obs, alpha_fe_obs``
-        (normals drawn in that order, one per star with a finite distance).
+        """Write the uncertainties and the observed ``pmra, pmdec, radial_velocity, feh_obs, alpha_fe_obs,
+        distance_obs`` (normals drawn in that order, one per star with a finite distance).
 
         Raises
         ------
@@ -651,6 +651,9 @@ class ApogeeErrorModel:
         _scatter(table, sig, [("pmra_error", "pmra_true", "pmra"), ("pmdec_error", "pmdec_true", "pmdec"),
                               ("radial_velocity_error", "radial_velocity_true", "radial_velocity"),
                               ("feh_error", "feh", "feh_obs"), ("alpha_fe_error", "alpha_fe", "alpha_fe_obs")], rng)
+        # the measured (StarHorse-like) distance: Gaussian about the true one, drawn last so that the draws of the
+        # other measurements do not depend on it
+        _scatter(table, sig, [("distance_error", "distance", "distance_obs")], rng)
         _record(table, self.meta())
         return table
 
@@ -658,7 +661,8 @@ class ApogeeErrorModel:
         return {"name": self.name, "reference": "Binney & Vasiliev 2024, MNRAS 527, 1915 (AgamaChemo Gaia_errors): "
                                                 "APOGEE DR17 x Gaia DR3 x StarHorse mean uncertainties per 1-kpc bin",
                 "table": self.path, "proper_motions": self.proper_motions, "radial_velocity": self.radial_velocity,
-                "abundances": self.abundances, "errors": "independent Gaussian; alpha_fe error = [Mg/Fe] error"}
+                "abundances": self.abundances,
+                "errors": "independent Gaussian (distance too); alpha_fe error = [Mg/Fe] error"}
 
     def __repr__(self) -> str:
         return f"ApogeeErrorModel({self.path!r})"

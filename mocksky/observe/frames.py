@@ -36,7 +36,7 @@ from .solar import SolarParameters, solar_parameters
 __all__ = [
     "K_PM", "frame_matrices", "galactocentric_to_sky", "sky_to_galactocentric", "icrs_to_galactic",
     "galactic_to_icrs", "galactocentric_to_cylindrical", "cylindrical_to_galactocentric", "add_sky_coordinates",
-    "add_galactocentric", "SKY_COLUMNS",
+    "add_galactocentric", "add_observed_galactocentric", "SKY_COLUMNS",
 ]
 
 #: km/s per (mas/yr * kpc): 1 au / Julian year = 149597870.7 km / 31557600 s.
@@ -422,4 +422,58 @@ def add_galactocentric(table: StarTable, solar: SolarLike = "bv24") -> StarTable
             table["vR"] = (out["x"] * out["vx"] + out["y"] * out["vy"]) / R
             table["vphi"] = (out["x"] * out["vy"] - out["y"] * out["vx"]) / R
     table.meta["solar_parameters"] = sp.meta()
+    return table
+
+
+def add_observed_galactocentric(table: StarTable, solar: SolarLike = "bv24") -> StarTable:
+    """Add the Galactocentric coordinates a survey would derive from the observed (scattered) measurements.
+
+    The distance is ``distance_obs`` if an error model wrote it (e.g. the BV24 APOGEE model's StarHorse-like
+    distances), else ``1 / parallax`` [kpc, parallax in mas] where the observed parallax is positive (NaN
+    elsewhere; written as ``distance_obs``). Positions use the exact ``ra, dec`` (Gaia's position errors are
+    negligible here); velocities use the observed ``pmra, pmdec, radial_velocity`` (NaN where the survey has no
+    radial velocity). Writes ``distance_obs, R_obs, z_obs, phi_obs`` and, with the velocity columns,
+    ``vR_obs, vz_obs, vphi_obs`` (vphi > 0 prograde, same frame as the true columns).
+
+    Parameters
+    ----------
+    table : StarTable
+        Needs ``ra, dec`` and ``distance_obs`` or ``parallax``.
+    solar : str or SolarParameters
+        The Sun assumed in the conversion (a survey analysis would use its own; the recipe's by default).
+
+    Returns
+    -------
+    StarTable
+        The same table.
+
+    Raises
+    ------
+    ValueError
+        If ``ra``/``dec`` or both ``distance_obs`` and ``parallax`` are missing.
+    """
+    _require(table, ("ra", "dec"), "add_observed_galactocentric")
+    if "distance_obs" in table:
+        dist = np.asarray(table["distance_obs"], dtype=float)
+    elif "parallax" in table:
+        plx = np.asarray(table["parallax"], dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dist = np.where(plx > 0, 1.0 / plx, np.nan)
+        table["distance_obs"] = dist
+    else:
+        raise ValueError("add_observed_galactocentric: the star table needs column 'distance_obs' or 'parallax'")
+    dist = np.where(dist > 0, dist, np.nan)
+    vcols = ("pmra", "pmdec", "radial_velocity")
+    has_v = all(c in table for c in vcols)
+    vel = [np.asarray(table[c], dtype=float) for c in vcols] if has_v else [None] * 3
+    out = sky_to_galactocentric(table["ra"], table["dec"], dist, *vel, solar=solar_parameters(solar))
+    R = np.hypot(out["x"], out["y"])
+    table["R_obs"] = R
+    table["z_obs"] = out["z"]
+    table["phi_obs"] = np.arctan2(out["y"], out["x"])
+    if has_v:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            table["vR_obs"] = (out["x"] * out["vx"] + out["y"] * out["vy"]) / R
+            table["vphi_obs"] = (out["x"] * out["vy"] - out["y"] * out["vx"]) / R
+        table["vz_obs"] = out["vz"]
     return table
