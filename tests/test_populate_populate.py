@@ -164,3 +164,32 @@ def test_particles_input_and_reproducibility(bv23):
     assert np.all((t1["age"][mid] >= 2) & (t1["age"][mid] <= 6))
     t3 = populate(P, bv23, rng=8, remnants=False)
     assert not t3["is_remnant"].any()
+
+
+def test_giants_only_counts_match_magnitude_mode(bv23):
+    """logg_max: the giants generated directly equal, in number (Poisson) and log g range, the giants among all
+    the stars of magnitude mode; the sampler envelope bounds the expectations and needs far denser points only
+    where dwarfs could be seen, i.e. D_max drops."""
+    rng = np.random.default_rng(61)
+    names = ("old disk", "highA disk")
+    pts = _points(300000, names, rng, radius=2.0, mass=0.25)
+    lim = 11.0
+    full = populate(pts, bv23, mode="magnitude", band="H", limit=lim, rng=62, solar="bv23")
+    n_ref = int(np.count_nonzero(full["logg"] <= 3.5))
+    gi = populate(pts, bv23, mode="magnitude", band="H", limit=lim, rng=63, solar="bv23", logg_max=3.5)
+    assert np.all(gi["logg"] <= 3.5) and gi.meta["populate"]["logg_max"] == 3.5
+    assert n_ref > 150
+    assert abs(len(gi) - n_ref) < 4 * np.sqrt(len(gi) + n_ref), (len(gi), n_ref)
+    info = gi.meta["populate"]["components"]
+    gen = sum(v["generated"] for v in info.values())
+    assert gen <= sum(v["generated"] for v in full.meta["populate"]["components"].values()) + 4 * np.sqrt(gen)
+    assert sum(v["fainter_than_limit"] for v in info.values()) / gen < 0.2
+    # the sampler's selection: D(mu) bounds the giants' expectation, D_max is the giants' (much lower than all stars)
+    one = _points(20000, ("old disk",), rng, radius=3.0, comp=0)
+    lam = expected_counts(one, bv23, mode="magnitude", band="H", limit=lim, rng=2, solar="bv23", logg_max=3.5)
+    sel = MagnitudeSelection(bv23["old disk"], lim, band="H", solar="bv23", logg_max=3.5)
+    sel_all = MagnitudeSelection(bv23["old disk"], lim, band="H", solar="bv23")
+    assert np.all(lam / one["mass"] <= sel(one["posvel"]) * sel.d_max * (1 + 1e-9))
+    assert sel.d_max < 0.1 * sel_all.d_max
+    with pytest.raises(ValueError, match="logg_max"):
+        populate(pts, bv23, mode="volume", logg_max=3.5)

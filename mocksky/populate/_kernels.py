@@ -7,7 +7,7 @@ start of each EEP phase and at the end of the track (NB = phases + 1; phases 0 P
 (nz, na) log10 initial mass at the end of the PMS (labelling only), u_nodes (K,) EEP coordinates of
 the nodes, offsets (NB,) first node of each phase (last = K), values (nz, na, K, 10) float32 node
 values (Q_MASS, Q_LOGTE, Q_LOGL, Q_G, Q_BP, Q_RP, Q_J, Q_H, Q_KS and Q_U = the node's phase-normalised
-mass coordinate u), runmin (nz, na, K, 7) running minimum along the nodes of the magnitudes in the
+mass coordinate u), runmin (nz, na, K, 8) running minimum along the nodes of the magnitudes (and of log g, column 7) in the
 bands ``BANDS``, ulut (nz, na, 9, N_ULUT) the node interval of each corner at uniform bins of u,
 zlut / alut the cell of uniform bins of [M/H] / log age (bins narrower than every cell) and
 par = (logg_const, mh0, 1/bin width, logage0, 1/bin width).

@@ -61,6 +61,10 @@ _OUT_COLUMNS = ("mass_current", "teff", "logg", "logl", "abs_g", "abs_bp", "abs_
                 "abs_ks")
 #: Safety margin [mag] of :meth:`IsochroneGrid.mass_low` for G_RVS, which is not linear in the node values.
 GRVS_MARGIN = 0.05
+#: Column of the log g running minimum in ``IsochroneGrid.runmin`` (after the seven bands).
+LOGG_COLUMN = 7
+#: Safety margin [dex] of :meth:`IsochroneGrid.mass_low_logg` (log g is not linear in the node values).
+LOGG_MARGIN = 0.05
 
 
 def remnant_mass(m_init) -> tuple:
@@ -162,8 +166,13 @@ class IsochroneGrid:
         self.logg_const = float(self.meta.get("logg_const", -10.61))
         mags = self.values[..., K.Q_G:K.Q_KS + 1].astype(np.float64)
         grvs = grvs_from_g_rp(mags[..., 0], mags[..., 2])
-        bands = np.stack([mags[..., 0], mags[..., 1], mags[..., 2], grvs, mags[..., 3], mags[..., 4], mags[..., 5]],
-                         axis=-1)
+        # log g = log10 M + 4 log10 Teff - log10 L + const per node: its running minimum (column LOGG_COLUMN) gives
+        # the lowest mass that can be a giant (mass_low_logg)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logg = (np.log10(np.maximum(self.values[..., K.Q_MASS].astype(np.float64), 1e-30))
+                    + 4.0 * self.values[..., K.Q_LOGTE] - self.values[..., K.Q_LOGL] + self.logg_const)
+        bands = np.stack([mags[..., 0], mags[..., 1], mags[..., 2], grvs, mags[..., 3], mags[..., 4], mags[..., 5],
+                          logg], axis=-1)
         self.runmin = np.ascontiguousarray(np.minimum.accumulate(bands, axis=2), dtype=np.float64)
         self._grid_tuple = self._build_tuple()
 
@@ -349,6 +358,30 @@ class IsochroneGrid:
         lim = np.ascontiguousarray(np.broadcast_to(lim, shape)).ravel()
         out = K.mass_low_vec(la, z, lim, b, self._grid_tuple)
         return out.reshape(shape)
+
+    def mass_low_logg(self, logage, mh, logg_max) -> np.ndarray:
+        """Lowest initial mass a living star of this age and [M/H] needs to have log g <= ``logg_max``.
+
+        Every living star with log g <= logg_max (a giant, for logg_max ~ 3.5) has an initial mass at least
+        this (a margin of :data:`LOGG_MARGIN` dex covers the interpolation of log g between nodes). +inf where
+        no living star gets there (young isochrones may have no giants yet).
+
+        Parameters
+        ----------
+        logage, mh, logg_max : array_like
+            log10 age [yr], [M/H] [dex] and the log g limit [dex, cgs], broadcast together.
+
+        Returns
+        -------
+        numpy.ndarray
+            [Msun], broadcast shape.
+        """
+        lim = np.asarray(logg_max, dtype=np.float64) + LOGG_MARGIN
+        shape = np.broadcast(np.asarray(logage), np.asarray(mh), lim).shape
+        la = np.ascontiguousarray(np.broadcast_to(np.asarray(logage, dtype=np.float64), shape)).ravel()
+        z = np.ascontiguousarray(np.broadcast_to(np.asarray(mh, dtype=np.float64), shape)).ravel()
+        lim = np.ascontiguousarray(np.broadcast_to(lim, shape)).ravel()
+        return K.mass_low_vec(la, z, lim, LOGG_COLUMN, self._grid_tuple).reshape(shape)
 
     def present_mass_fraction(self, logage, mh, imf, m_cap: float = np.inf) -> np.ndarray:
         """Present-day stellar mass (living stars + remnants) per unit initial mass, r(age, [M/H]).

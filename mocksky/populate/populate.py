@@ -432,8 +432,15 @@ class _Plan:
     dm_a: Optional[np.ndarray] = None
 
 
+def _giant_floor(g: IsochroneGrid, imf, logage, mh, lo, hi, logg_max):
+    """Raise the lower mass bound to the lowest mass with log g <= logg_max; the new bound and IMF number."""
+    lo = np.maximum(lo, g.mass_low_logg(logage, mh, logg_max))
+    num = np.where(hi > lo, imf.number(np.minimum(lo, hi), hi), 0.0)
+    return lo, num
+
+
 def _plan_component(cp: ComponentPopulation, posvel, actions, mass, rng, mode, m_min, band, limit, extinction,
-                    solar) -> _Plan:
+                    solar, logg_max=None) -> _Plan:
     n = len(mass)
     normals = rng.standard_normal((2, n))
     uni = rng.random((4, n))
@@ -455,20 +462,27 @@ def _plan_component(cp: ComponentPopulation, posvel, actions, mass, rng, mode, m
         mlim = mlim + 0.05
     logage = np.clip(IsochroneGrid.logage_of(age), g.logage[0], g.logage[-1])
     lo, hi, num = K.detectable_fraction(logage, mh_iso, mlim, b, m_lo_c, g.kernel_grid(), *imf.arrays())
+    if logg_max is not None:
+        lo, num = _giant_floor(g, imf, logage, mh_iso, lo, hi, logg_max)
     lam = mass * num / rbar
     return _Plan(chem, mh_iso, age, lam, lo, hi, uni[2], uni[3], dm_a)
 
 
-def _check_mode(mode, limit):
+def _check_mode(mode, limit, logg_max=None):
     if mode not in MODES:
         raise ValueError(f"mode: unknown {mode!r}; allowed: {list(MODES)}")
     if mode == "magnitude" and (limit is None or not np.isfinite(limit)):
         raise ValueError("mode 'magnitude' needs a finite 'limit' [mag]")
+    if logg_max is not None:
+        if mode != "magnitude":
+            raise ValueError("logg_max: only mode 'magnitude' can restrict the stars to giants")
+        if not np.isfinite(logg_max):
+            raise ValueError(f"logg_max: must be a finite log g [dex], got {logg_max!r}")
 
 
 def expected_counts(points, populations: StellarPopulations, *, mode: str = "volume", m_min: Optional[float] = None,
                     band: str = "G", limit: Optional[float] = None, extinction=None, solar=None, rng=None,
-                    mass=None) -> np.ndarray:
+                    mass=None, logg_max: Optional[float] = None) -> np.ndarray:
     """Expected number of stars each point stands for (unbiased, one random age/chemistry per point).
 
     Summing over points gives the expected number of stars (``volume``: with initial mass >= m_min;
@@ -480,7 +494,7 @@ def expected_counts(points, populations: StellarPopulations, *, mode: str = "vol
     numpy.ndarray, shape (N,)
         0 for points of non-stellar components.
     """
-    _check_mode(mode, limit)
+    _check_mode(mode, limit, logg_max)
     rng = np.random.default_rng(rng)
     P = _as_points(points, mass)
     solar = solar if solar is not None else populations.solar
@@ -490,7 +504,7 @@ def expected_counts(points, populations: StellarPopulations, *, mode: str = "vol
         if len(idx) == 0 or not populations.is_stellar(name):
             continue
         plan = _plan_component(populations[name], P.posvel[idx], P.actions[idx], P.mass[idx], rng, mode, m_min, band,
-                               limit, extinction, solar)
+                               limit, extinction, solar, logg_max)
         out[idx] = plan.lam
     return out
 
@@ -498,7 +512,7 @@ def expected_counts(points, populations: StellarPopulations, *, mode: str = "vol
 def populate(points, populations: StellarPopulations, *, mode: str = "volume", m_min: Optional[float] = None,
              band: str = "G", limit: Optional[float] = None, extinction: Union[None, float, Callable] = None,
              solar=None, rng=None, mass=None, overflow: str = "error", keep_faint: bool = False,
-             remnants: bool = True) -> StarTable:
+             remnants: bool = True, logg_max: Optional[float] = None) -> StarTable:
     """Generate stars at sampled phase-space points (see the module docstring).
 
     Parameters
@@ -532,6 +546,12 @@ def populate(points, populations: StellarPopulations, *, mode: str = "volume", m
         Mode 'magnitude': keep the generated stars that turn out fainter than the limit.
     remnants : bool
         Mode 'volume': keep remnants (white dwarfs, neutron stars, black holes; no photometry).
+    logg_max : float, optional
+        Mode 'magnitude': generate only stars with log g <= logg_max [dex] (giants for a spectroscopic survey
+        like APOGEE, e.g. 3.5 for Binney & Vasiliev 2024): the lowest initial mass of a point's star is also
+        raised to :meth:`~.isochrones.IsochroneGrid.mass_low_logg`, so expected counts stay exact and the
+        dwarfs that could pass the magnitude limit are neither generated nor need points. Generated stars with
+        log g > logg_max (interpolation margin) are counted and dropped like faint ones.
 
     Returns
     -------
@@ -548,7 +568,7 @@ def populate(points, populations: StellarPopulations, *, mode: str = "volume", m
     KeyError
         A component of the points is not in the population spec.
     """
-    _check_mode(mode, limit)
+    _check_mode(mode, limit, logg_max)
     if overflow not in ("error", "clip"):
         raise ValueError(f"overflow: unknown {overflow!r}; allowed: ['error', 'clip']")
     rng = np.random.default_rng(rng)
@@ -566,7 +586,7 @@ def populate(points, populations: StellarPopulations, *, mode: str = "volume", m
             continue
         cp = populations[name]
         plan = _plan_component(cp, P.posvel[idx], P.actions[idx], P.mass[idx], rng, mode, m_min, band, limit,
-                               extinction, solar)
+                               extinction, solar, logg_max)
         lam = plan.lam
         pmax = float(lam.max()) if len(lam) else 0.0
         lost = float(np.sum(np.maximum(lam - 1.0, 0.0)))
@@ -589,6 +609,8 @@ def populate(points, populations: StellarPopulations, *, mode: str = "volume", m
         if mode == "magnitude":
             app = cols[_ABS_COLUMN[BANDS[_band_index(band)]]] + plan.dm_a[k]
             faint = ~(app <= limit)
+            if logg_max is not None:
+                faint |= ~(cols["logg"] <= logg_max)
             n_faint = int(np.count_nonzero(faint))
             if not keep_faint:
                 sel &= ~faint
@@ -628,7 +650,7 @@ def populate(points, populations: StellarPopulations, *, mode: str = "volume", m
         table[c] = np.concatenate(arrs) if arrs else np.zeros(0, dtype=np.int16 if c in ("component", "phase")
                                                              else (bool if c == "is_remnant" else np.float64))
     table.meta["populate"] = {"mode": mode, "m_min": m_min, "band": band if mode == "magnitude" else None,
-                              "limit": limit, "solar": solar if isinstance(solar, str) else getattr(solar, "name", ""),
+                              "limit": limit, "logg_max": logg_max, "solar": solar if isinstance(solar, str) else getattr(solar, "name", ""),
                               "component_names": list(P.names), "components": info,
                               "populations": populations.describe()}
     return table
@@ -657,10 +679,16 @@ class MagnitudeSelection:
     m_min : float, optional
     safety : float
         Envelope factor (default 1.1).
+    logg_max : float, optional
+        Only stars with log g <= logg_max count (as :func:`populate`'s ``logg_max``); D_max is then the
+        envelope's bright-end value (the giants), not the all-star density.
     """
 
     def __init__(self, population: ComponentPopulation, limit: float, band: str = "G", extinction=None,
-                 solar="bv24", m_min: Optional[float] = None, safety: float = 1.1):
+                 solar="bv24", m_min: Optional[float] = None, safety: float = 1.1, logg_max: Optional[float] = None):
+        if logg_max is not None and not np.isfinite(logg_max):
+            raise ValueError(f"logg_max: must be a finite log g [dex], got {logg_max!r}")
+        self.logg_max = None if logg_max is None else float(logg_max)
         self.pop = population
         self.limit, self.band, self.extinction, self.solar = float(limit), band, extinction, solar
         self.m_min = population._check_m_min(m_min)
@@ -678,12 +706,20 @@ class MagnitudeSelection:
             lo, hi, num = K.detectable_fraction(np.ascontiguousarray(A.ravel()), np.ascontiguousarray(Z.ravel()),
                                                 np.ascontiguousarray(self.limit - M.ravel()), b, self.m_min,
                                                 g.kernel_grid(), *imf.arrays())
+            if self.logg_max is not None:
+                lo, num = _giant_floor(g, imf, A.ravel(), Z.ravel(), lo, hi, self.logg_max)
             rb = population.present_mass_fraction(Z.ravel(), s)
             d = (num / rb).reshape(Z.shape).max(axis=(0, 1))
             env = np.maximum(env, d)
         env = np.maximum.accumulate(env[::-1])[::-1] * self.safety  # non-increasing in mu
         self.mu_grid, self.envelope = mus, env
-        self.d_max = max(float(env[0]), population.max_stars_per_mass(self.m_min) * self.safety)
+        if self.logg_max is None:
+            self.d_max = max(float(env[0]), population.max_stars_per_mass(self.m_min) * self.safety)
+        else:
+            self.d_max = float(env[0])
+            if not self.d_max > 0:
+                raise ValueError(f"MagnitudeSelection: no star of component {population.name!r} has log g <= "
+                                 f"{self.logg_max} at any distance")
 
     def density(self, mu) -> np.ndarray:
         """Envelope D(mu) [stars per Msun of present-day mass]."""
