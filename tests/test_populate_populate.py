@@ -193,3 +193,19 @@ def test_giants_only_counts_match_magnitude_mode(bv23):
     assert sel.d_max < 0.1 * sel_all.d_max
     with pytest.raises(ValueError, match="logg_max"):
         populate(pts, bv23, mode="volume", logg_max=3.5)
+
+
+def test_selection_footprint(bv23):
+    """A sky footprint multiplies S(x): zero outside, unchanged inside; point masses stay M_p / S."""
+    rng = np.random.default_rng(71)
+    pts = _points(5000, ("old disk",), rng, radius=2.0, comp=0)
+    base = MagnitudeSelection(bv23["old disk"], 12.0, band="H", solar="bv23", logg_max=3.5)
+    half = MagnitudeSelection(bv23["old disk"], 12.0, band="H", solar="bv23", logg_max=3.5,
+                              footprint=lambda l, b: (np.asarray(b) > 0).astype(float))
+    from mocksky.observe.frames import galactocentric_to_sky
+
+    b = galactocentric_to_sky(*pts["posvel"][:, :3].T, solar="bv23")["b"]
+    s0, s1 = base(pts["posvel"]), half(pts["posvel"])
+    assert np.array_equal(s1[b > 0], s0[b > 0]) and np.all(s1[b <= 0] == 0)
+    with pytest.raises(ValueError, match="footprint"):
+        MagnitudeSelection(bv23["old disk"], 12.0, footprint=3.0)

@@ -139,3 +139,18 @@ def test_apply_and_sample():
     assert m1.dtype == bool and np.array_equal(m1, m2)
     p = t["selection_probability"]
     assert abs(m1.sum() - p.sum()) < 5 * np.sqrt(np.sum(p * (1 - p))) + 1
+
+
+@pytest.mark.parametrize("name", sorted(INSTANCES))
+def test_footprint_bounds_probability(name):
+    """footprint(l, b) is in [0, 1] and never below the probability of a star at (l, b); APOGEE's is the field
+    union, so it is 0 for stars away from every field and 1 for stars at a field centre."""
+    sf = INSTANCES[name]
+    fp = sf.footprint(TABLE["l"], TABLE["b"])
+    p = sf.probability(TABLE)
+    assert fp.shape == p.shape and np.all((fp >= 0) & (fp <= 1))
+    assert np.all(p <= fp + 1e-12)
+    if "apogee" in name or name == "product":
+        f = load_apogee_fields()
+        assert np.all(sf.footprint(f.l, f.b) == 1.0)
+        assert 0.02 < fp.mean() < 0.9 and np.any(fp == 0)

@@ -682,10 +682,19 @@ class MagnitudeSelection:
     logg_max : float, optional
         Only stars with log g <= logg_max count (as :func:`populate`'s ``logg_max``); D_max is then the
         envelope's bright-end value (the giants), not the all-star density.
+    footprint : callable, optional
+        ``footprint(l [deg], b [deg]) -> values in [0, 1]``, an upper bound of the survey's selection
+        probability at each sky position (:meth:`mocksky.select.SelectionFunction.footprint`, e.g. APOGEE's
+        fields): S(x) is multiplied by it, so points go only where the survey can select stars (a star
+        outside the footprint would get selection probability 0 anyway).
     """
 
     def __init__(self, population: ComponentPopulation, limit: float, band: str = "G", extinction=None,
-                 solar="bv24", m_min: Optional[float] = None, safety: float = 1.1, logg_max: Optional[float] = None):
+                 solar="bv24", m_min: Optional[float] = None, safety: float = 1.1, logg_max: Optional[float] = None,
+                 footprint: Optional[Callable] = None):
+        if footprint is not None and not callable(footprint):
+            raise ValueError(f"footprint: must be callable (l, b) -> [0, 1], got {type(footprint).__name__}")
+        self.footprint = footprint
         if logg_max is not None and not np.isfinite(logg_max):
             raise ValueError(f"logg_max: must be a finite log g [dex], got {logg_max!r}")
         self.logg_max = None if logg_max is None else float(logg_max)
@@ -730,7 +739,10 @@ class MagnitudeSelection:
         pv = np.atleast_2d(np.asarray(posvel, dtype=np.float64))
         sky = _sky(pv, self.solar)
         mu = _distance_modulus(sky["distance"]) + _extinction_values(self.extinction, sky, len(pv))
-        return np.clip(self.density(mu) / self.d_max, 0.0, 1.0)
+        s = np.clip(self.density(mu) / self.d_max, 0.0, 1.0)
+        if self.footprint is not None:
+            s = s * np.clip(np.asarray(self.footprint(sky["l"], sky["b"]), dtype=np.float64), 0.0, 1.0)
+        return s
 
     def point_mass(self, particles) -> np.ndarray:
         """Present-day mass each particle of a selection-weighted sample stands for: M_p / S(x) [Msun]."""

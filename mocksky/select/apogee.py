@@ -43,7 +43,8 @@ import numpy as np
 from .. import data as _data
 from .base import SelectionFunction, register
 
-__all__ = ["ApogeeFields", "load_apogee_fields", "apogee_dr17_probability", "ApogeeDR17", "APOGEE_TABLE"]
+__all__ = ["ApogeeFields", "load_apogee_fields", "apogee_dr17_probability", "apogee_dr17_footprint", "ApogeeDR17",
+           "APOGEE_TABLE"]
 
 APOGEE_TABLE = "select/apogee_dr17/apogee_sampling_fractions.csv"
 H_MIN, H_MAX = 5.0, 13.8  # no APOGEE target outside (gaiaunlimited's first test)
@@ -268,6 +269,58 @@ def _apogee_kernel(l, b, h, jk, fl, fb, frad, jk_split, hmin, hmax, jkmin, jkmax
             out[i] = fnz * anz
 
 
+@numba.njit(cache=True, fastmath=False, parallel=True)
+def _footprint_kernel(l, b, fl, fb, frad, start, idx, cell, nl, nb, out):
+    """1 where (l, b) is inside a field (the same separation test as :func:`_apogee_kernel`), else 0."""
+    d2r = math.pi / 180.0
+    r2d = 180.0 / math.pi
+    for i in numba.prange(l.shape[0]):
+        li, bi = l[i], b[i]
+        out[i] = 0.0
+        if not (math.isfinite(li) and math.isfinite(bi)):
+            continue
+        kk = min(nl - 1, int((li % 360.0) / cell))
+        jj = min(nb - 1, max(0, int((bi + 90.0) / cell)))
+        c = jj * nl + kk
+        slat1 = math.sin(bi * d2r)
+        clat1 = math.cos(bi * d2r)
+        for q in range(start[c], start[c + 1]):
+            f = idx[q]
+            dlon = (fl[f] - li) * d2r
+            slat2 = math.sin(fb[f] * d2r)
+            clat2 = math.cos(fb[f] * d2r)
+            num1 = clat2 * math.sin(dlon)
+            num2 = clat1 * slat2 - slat1 * clat2 * math.cos(dlon)
+            den = slat1 * slat2 + clat1 * clat2 * math.cos(dlon)
+            if math.atan2(math.hypot(num1, num2), den) * r2d < frad[f]:
+                out[i] = 1.0
+                break
+
+
+def apogee_dr17_footprint(l, b, table: str = APOGEE_TABLE) -> np.ndarray:
+    """1 inside an APOGEE DR17 field of the table, 0 outside: an upper bound of the targeting probability.
+
+    Parameters
+    ----------
+    l, b : array_like, shape (n,)
+        Galactic longitude and latitude [deg].
+    table : str
+        Field/cohort table (data path or absolute path).
+
+    Returns
+    -------
+    ndarray of float64, shape (n,)
+    """
+    fields, start, idx, nl, nb = _grid(table)
+    la = np.ascontiguousarray(np.asarray(l, dtype=np.float64).ravel())
+    ba = np.ascontiguousarray(np.asarray(b, dtype=np.float64).ravel())
+    if la.shape != ba.shape:
+        raise ValueError(f"l and b differ in length: {la.shape[0]}, {ba.shape[0]}")
+    out = np.empty(la.shape[0])
+    _footprint_kernel(la, ba, fields.l, fields.b, fields.radius, start, idx, _CELL, nl, nb, out)
+    return out.reshape(np.shape(np.asarray(l)))
+
+
 def apogee_dr17_probability(l, b, H, jk0, jk0_limits: bool = True, table: str = APOGEE_TABLE) -> np.ndarray:
     """APOGEE DR17 targeting probability (see the module notes for the definition).
 
@@ -354,6 +407,10 @@ class ApogeeDR17(SelectionFunction):
         if self.a_j_column:
             jk = jk - (cols[self.a_j_column] - cols[self.a_k_column])
         return jk
+
+    def footprint(self, l, b) -> np.ndarray:
+        """1 inside the APOGEE fields, 0 outside (see :func:`apogee_dr17_footprint`)."""
+        return apogee_dr17_footprint(l, b, table=self.table)
 
     def _probability(self, cols, n):
         return apogee_dr17_probability(cols["l"], cols["b"], cols[self.h_column], self._jk0(cols),

@@ -91,6 +91,25 @@ class SelectionFunction(abc.ABC):
     def _probability(self, cols: Dict[str, np.ndarray], n: int) -> np.ndarray:
         """Probabilities for ``n`` stars from float64 1D arrays ``cols`` (may contain NaN)."""
 
+    def footprint(self, l, b) -> np.ndarray:
+        """Upper bound of the selection probability at each sky position, over every other property of a star.
+
+        Samplers use it to put phase-space points only where the survey can select stars (e.g. inside
+        APOGEE's fields). The default, 1 everywhere, is always valid; subclasses with a limited sky coverage
+        override it.
+
+        Parameters
+        ----------
+        l, b : array_like, shape (n,)
+            Galactic longitude and latitude [deg].
+
+        Returns
+        -------
+        ndarray of float64, shape (n,)
+            Values in [0, 1] with ``probability(star) <= footprint(l, b)`` for every star at (l, b).
+        """
+        return np.ones(np.shape(np.asarray(l, dtype=np.float64)))
+
     # -- evaluation ------------------------------------------------------------------------------------
     def probability(self, table: Mapping[str, Any]) -> np.ndarray:
         """Selection probability of every star.
@@ -283,6 +302,13 @@ class Product(SelectionFunction):
         for f in self.factors:
             p *= f._evaluate({c: cols[c] for c in f.required_columns}, n)
         return p
+
+    def footprint(self, l, b) -> np.ndarray:
+        """Product of the factors' footprints (an upper bound of the product of probabilities)."""
+        out = np.ones(np.shape(np.asarray(l, dtype=np.float64)))
+        for f in self.factors:
+            out = out * f.footprint(l, b)
+        return out
 
     def config(self) -> Dict[str, Any]:
         return {"type": self.type_name, "factors": [f.config() for f in self.factors]}
