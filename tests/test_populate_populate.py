@@ -209,3 +209,22 @@ def test_selection_footprint(bv23):
     assert np.array_equal(s1[b > 0], s0[b > 0]) and np.all(s1[b <= 0] == 0)
     with pytest.raises(ValueError, match="footprint"):
         MagnitudeSelection(bv23["old disk"], 12.0, footprint=3.0)
+
+
+def test_weighted_mock_estimates_counts(bv23):
+    """overflow='weight': a few heavy points give one weighted star each; the weighted count equals the Poisson
+    realisation's count from many light points (same phase-space points, same expectation)."""
+    rng = np.random.default_rng(81)
+    light = _points(200000, ("old disk",), rng, radius=0.5, mass=0.05, comp=0)
+    ref = populate(light, bv23, mode="magnitude", limit=10.0, rng=82, solar="bv23")
+    heavy = {k: (v[:2000] if hasattr(v, "__len__") and len(v) == 200000 else v) for k, v in light.items()}
+    heavy["mass"] = np.full(2000, 0.05 * 100)  # 100x heavier points: up to ~50 expected stars each
+    with pytest.raises(ValueError, match="times more points"):
+        populate(heavy, bv23, mode="magnitude", limit=10.0, rng=83, solar="bv23")
+    w = populate(heavy, bv23, mode="magnitude", limit=10.0, rng=83, solar="bv23", overflow="weight")
+    assert w.meta["populate"]["overflow"] == "weight" and np.all(ref["weight"] == 1.0)
+    assert w["weight"].max() > 1 and len(w) <= 2000
+    n_ref = len(ref)
+    # variance of the weighted estimate: sum of w^2 (plus the Poisson variance of the reference)
+    sig = np.sqrt(np.sum(w["weight"] ** 2) + n_ref)
+    assert abs(w["weight"].sum() - n_ref) < 4 * sig, (w["weight"].sum(), n_ref, sig)

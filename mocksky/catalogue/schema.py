@@ -34,6 +34,8 @@ COLUMNS: Dict[str, Column] = {
     "source_id": _C("", "unique star identifier within the catalogue", "i8"),
     "component": _C("", "index of the Galaxy-model component the star belongs to", "i2"),
     "particle_mass": _C("Msun", "mass represented by the sampled phase-space point"),
+    "weight": _C("", "expected number of stars of the (scaled) mock this row stands for: 1 for a Poisson "
+                     "realisation, lam_i for an importance-weighted one (populate overflow='weight')"),
     # true phase space, Galactocentric
     "x": _C("kpc", "Galactocentric x"), "y": _C("kpc", "Galactocentric y"), "z": _C("kpc", "Galactocentric z"),
     "vx": _C("km/s", "Galactocentric vx"), "vy": _C("km/s", "Galactocentric vy"),

@@ -539,9 +539,13 @@ def populate(points, populations: StellarPopulations, *, mode: str = "volume", m
     rng : int, numpy.random.Generator or None
     mass : array_like, optional
         Override the points' masses.
-    overflow : {'error', 'clip'}
-        What to do when a point stands for more than one expected star: raise (default) or cap the
-        probability at 1 and record the expected stars lost in the metadata.
+    overflow : {'error', 'clip', 'weight'}
+        What to do when a point stands for more than one expected star: raise (default), or cap the
+        probability at 1 and record the expected stars lost in the metadata ('clip'; biased where points are
+        too sparse), or make every point with lam_i > 0 one star drawn from the same conditional distribution
+        (age, [M/H], initial mass in [m_low, m_end]) carrying the column ``weight`` = lam_i, the expected number
+        of stars it stands for ('weight': an importance-weighted mock, unbiased for any number of points;
+        weighted sums estimate counts, and histograms must be weighted by ``weight``).
     keep_faint : bool
         Mode 'magnitude': keep the generated stars that turn out fainter than the limit.
     remnants : bool
@@ -556,8 +560,8 @@ def populate(points, populations: StellarPopulations, *, mode: str = "volume", m
     Returns
     -------
     StarTable
-        Columns component, particle_mass (the point's mass), x, y, z, vx, vy, vz, Jr, Jz, Jphi, age,
-        mass_initial, mass_current, feh, alpha_fe, mh, teff, logg, logl, phase, is_remnant and
+        Columns component, particle_mass (the point's mass), weight (see ``overflow``), x, y, z, vx, vy, vz,
+        Jr, Jz, Jphi, age, mass_initial, mass_current, feh, alpha_fe, mh, teff, logg, logl, phase, is_remnant and
         abs_g, abs_bp, abs_rp, abs_grvs, abs_j, abs_h, abs_ks (NaN for remnants). ``meta['populate']``
         holds the mode, limits, expected and generated counts per component and the waste fraction.
 
@@ -569,8 +573,8 @@ def populate(points, populations: StellarPopulations, *, mode: str = "volume", m
         A component of the points is not in the population spec.
     """
     _check_mode(mode, limit, logg_max)
-    if overflow not in ("error", "clip"):
-        raise ValueError(f"overflow: unknown {overflow!r}; allowed: ['error', 'clip']")
+    if overflow not in ("error", "clip", "weight"):
+        raise ValueError(f"overflow: unknown {overflow!r}; allowed: ['error', 'clip', 'weight']")
     rng = np.random.default_rng(rng)
     P = _as_points(points, mass)
     solar = solar if solar is not None else populations.solar
@@ -589,12 +593,12 @@ def populate(points, populations: StellarPopulations, *, mode: str = "volume", m
                                extinction, solar, logg_max)
         lam = plan.lam
         pmax = float(lam.max()) if len(lam) else 0.0
-        lost = float(np.sum(np.maximum(lam - 1.0, 0.0)))
+        lost = float(np.sum(np.maximum(lam - 1.0, 0.0))) if overflow != "weight" else 0.0
         if pmax > 1.0 and overflow == "error":
             raise ValueError(f"populate: component {name!r}: a point stands for up to {pmax:.3g} expected stars "
                              f"(> 1); sample at least {pmax:.3g} times more points (smaller point masses) or pass "
                              "overflow='clip'")
-        keep = plan.u_keep < lam
+        keep = (lam > 0) if overflow == "weight" else (plan.u_keep < lam)
         k = np.nonzero(keep)[0]
         g = cp.isochrones
         logage = np.clip(IsochroneGrid.logage_of(plan.age[k]), g.logage[0], g.logage[-1])
@@ -617,7 +621,8 @@ def populate(points, populations: StellarPopulations, *, mode: str = "volume", m
         elif not remnants:
             sel &= ~is_rem
         src = idx[k[sel]]
-        part = {"component": np.full(len(src), ci, np.int16), "particle_mass": P.mass[src]}
+        part = {"component": np.full(len(src), ci, np.int16), "particle_mass": P.mass[src],
+                "weight": lam[k[sel]] if overflow == "weight" else np.ones(len(src))}
         for j, c in enumerate(("x", "y", "z", "vx", "vy", "vz")):
             part[c] = P.posvel[src, j]
         for j, c in enumerate(("Jr", "Jz", "Jphi")):
@@ -641,7 +646,7 @@ def populate(points, populations: StellarPopulations, *, mode: str = "volume", m
                       "remnants": int(np.count_nonzero(is_rem)), "max_point_expectation": pmax,
                       "expected_lost_overflow": lost,
                       "mh_clamped": n_clamped}
-    cols_all = ["component", "particle_mass", "x", "y", "z", "vx", "vy", "vz", "Jr", "Jz", "Jphi", "age",
+    cols_all = ["component", "particle_mass", "weight", "x", "y", "z", "vx", "vy", "vz", "Jr", "Jz", "Jphi", "age",
                 "mass_initial", "mass_current", "feh", "alpha_fe", "mh", "teff", "logg", "logl", "phase",
                 "is_remnant", "abs_g", "abs_bp", "abs_rp", "abs_grvs", "abs_j", "abs_h", "abs_ks"]
     table = StarTable()
@@ -650,7 +655,7 @@ def populate(points, populations: StellarPopulations, *, mode: str = "volume", m
         table[c] = np.concatenate(arrs) if arrs else np.zeros(0, dtype=np.int16 if c in ("component", "phase")
                                                              else (bool if c == "is_remnant" else np.float64))
     table.meta["populate"] = {"mode": mode, "m_min": m_min, "band": band if mode == "magnitude" else None,
-                              "limit": limit, "logg_max": logg_max, "solar": solar if isinstance(solar, str) else getattr(solar, "name", ""),
+                              "limit": limit, "logg_max": logg_max, "overflow": overflow, "solar": solar if isinstance(solar, str) else getattr(solar, "name", ""),
                               "component_names": list(P.names), "components": info,
                               "populations": populations.describe()}
     return table
