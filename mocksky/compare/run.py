@@ -39,7 +39,10 @@ def compare_recipe(recipe, source, out: Union[str, os.PathLike], columns: Sequen
     table = set(columns)
 
     C = recipe.compare
-    weight = C.weight if (C.weight and C.weight in table) else None
+    # star weights: the recipe's column (e.g. the selection probability) times the mock's own 'weight' (expected
+    # stars per row of an importance-weighted mock; 1 for a Poisson realisation)
+    factors = [c for c in (C.weight, "weight") if c and c in table]
+    weight = " * ".join(factors) if factors else None
     plots = []
     if C.scheme == "healpix":
         kw = {"mag_edges": C.mag_edges} if C.mag_edges else {}
