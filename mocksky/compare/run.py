@@ -7,7 +7,7 @@ from typing import List, Sequence, Tuple, Union
 
 import numpy as np
 
-__all__ = ["compare_recipe"]
+__all__ = ["compare_recipe", "bv24_cell_table", "worst_cells", "near_sun_cells", "hist_effective_stars"]
 
 
 def compare_recipe(recipe, source, out: Union[str, os.PathLike], columns: Sequence[str]) -> Tuple[dict, List[Path]]:
@@ -70,7 +70,83 @@ def compare_recipe(recipe, source, out: Union[str, os.PathLike], columns: Sequen
     for comp in hist.components:
         plots.append(plot_component_grid(obs.observed, hist, comp, out / f"bv24_{comp}.png", comparison=cmp_,
                                          title=f"{recipe.name} vs observed: {comp}"))
+    table = bv24_cell_table(cmp_, cmp_m0)
+    _atomic_csv(table, out / "comparison_bv24.csv")
     return {"scheme": "bv24", "weight": weight, "total_lnL": float(cmp_.total_lnL),
             "m0_total_lnL": float(cmp_m0.total_lnL), "delta_lnL_vs_m0": float(cmp_.total_lnL - cmp_m0.total_lnL),
             "total_deviance": float(cmp_.total_deviance), "m0_total_deviance": float(cmp_m0.total_deviance),
+            "lnL_by_component": {k: float(v) for k, v in cmp_.by_component()["lnL"].items()},
+            "m0_lnL_by_component": {k: float(v) for k, v in cmp_m0.by_component()["lnL"].items()},
+            "model_stars_effective": float(hist_effective_stars(hist)),
+            "worst_cells": _records(worst_cells(table, 5)), "near_sun": _records(near_sun_cells(table)),
             "ncell": int(obs.scheme.cells.ncell)}, plots
+
+
+def bv24_cell_table(cmp_, cmp_m0):
+    """One row per (R, |z|) cell: observed count, lnL of the mock and of M0 (summed over vR, vz, vphi), the mock's
+    deviance, and per component the observed and model means and dispersions [km/s].
+
+    Parameters
+    ----------
+    cmp_, cmp_m0 : mocksky.compare.Comparison
+        The mock's and the published M0 counts' comparisons with the same observed histograms.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    t, t0 = cmp_.table, cmp_m0.table
+    cell = cmp_.by_cell().set_index("cell_index")
+    cell["lnL_M0"] = t0.groupby("cell_index")["lnL"].sum()
+    cell["dlnL_vs_M0"] = cell["lnL"] - cell["lnL_M0"]
+    cell["w_model"] = t.groupby("cell_index")["w_model"].first()
+    for comp in t["component"].unique():
+        sub = t[t["component"] == comp].set_index("cell_index")
+        for q in ("mean_obs", "mean_model", "sigma_obs", "sigma_model"):
+            cell[f"{q}_{comp}"] = sub[q]
+        cell[f"lnL_{comp}"] = sub["lnL"]
+        cell[f"lnL_M0_{comp}"] = t0[t0["component"] == comp].set_index("cell_index")["lnL"]
+    return cell.reset_index()
+
+
+def worst_cells(table, n: int = 5):
+    """The ``n`` cells where the mock loses most against M0 (smallest ``dlnL_vs_M0``)."""
+    return table.sort_values("dlnL_vs_M0").head(n)
+
+
+def near_sun_cells(table, R_range=(7.0, 10.0), absz_max: float = 1.0):
+    """Cells inside R_range and |z| < absz_max: mean vphi and sigma_vz of data and mock, and their differences."""
+    sel = table[(table["R_min"] >= R_range[0]) & (table["R_max"] <= R_range[1]) & (table["absz_max"] <= absz_max)]
+    out = sel[["cell_index", "R_min", "R_max", "absz_min", "absz_max", "n_obs"]].copy()
+    out["mean_vphi_obs"], out["mean_vphi_model"] = sel["mean_obs_vphi"], sel["mean_model_vphi"]
+    out["d_mean_vphi"] = sel["mean_model_vphi"] - sel["mean_obs_vphi"]
+    out["sigma_vz_obs"], out["sigma_vz_model"] = sel["sigma_obs_vz"], sel["sigma_model_vz"]
+    out["d_sigma_vz"] = sel["sigma_model_vz"] - sel["sigma_obs_vz"]
+    return out
+
+
+def hist_effective_stars(hist) -> float:
+    """Kish effective number of model stars, (sum w)^2 / sum w^2, over the histograms of the first component."""
+    c = hist.components[0]
+    w = np.asarray(hist.total(c), dtype=float).sum()
+    s2 = getattr(hist, "sumw2", None)
+    if s2 is None or c not in s2:
+        return w
+    q = np.asarray(s2[c], dtype=float).sum()
+    return w * w / q if q > 0 else float("nan")
+
+
+def _records(df) -> list:
+    return [{k: (float(v) if isinstance(v, (float, np.floating)) else int(v) if isinstance(v, (int, np.integer))
+                 else v) for k, v in row.items()} for row in df.to_dict(orient="records")]
+
+
+def _atomic_csv(df, path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        df.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
