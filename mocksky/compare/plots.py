@@ -38,7 +38,8 @@ def _new_figure(figsize):
 
 
 def _panel(ax, observed: VelocityHistograms, model: Optional[VelocityHistograms], comp: str, cell: int,
-           comparison: Optional[Comparison], fontsize: float, show_cell: bool):
+           comparison: Optional[Comparison], fontsize: float, show_cell: bool,
+           reference: Optional[VelocityHistograms] = None):
     b = observed.scheme.bins[comp]
     e = b.edges[cell]
     n = observed.counts[comp][cell]
@@ -56,6 +57,12 @@ def _panel(ax, observed: VelocityHistograms, model: Optional[VelocityHistograms]
             top = max(top, (w * (N / W)).max())
         mm, sm = model.moments(comp)
         text.append(f"{mm[cell]:.1f}, {sm[cell]:.1f}" if W > 0 else "no model")
+    if reference is not None:
+        w = reference.counts[comp][cell]
+        W = w.sum()
+        if W > 0 and N > 0:
+            ax.plot(x, w * (N / W), color="tab:blue", lw=0.8, ls="--")
+            top = max(top, (w * (N / W)).max())
     ax.text(0.03, 0.96, text[0], transform=ax.transAxes, va="top", ha="left", fontsize=fontsize, color="k")
     if len(text) > 1:
         ax.text(0.03, 0.84, text[1], transform=ax.transAxes, va="top", ha="left", fontsize=fontsize, color="r")
@@ -130,7 +137,8 @@ def plot_cell_column(observed: VelocityHistograms, model: Optional[VelocityHisto
             if r == len(rows) - 1:
                 ax.set_xlabel(_LABEL.get(c, c), fontsize=9)
     R0, R1 = cells.R_edges[iR], cells.R_edges[iR + 1]
-    lab = f"{observed.label} (black)" + (f" vs {model.label} (red)" if model is not None else "")
+    lab = f"{observed.label} (black)" + (f" vs {model.label} (red)" if model is not None else "") + \
+        (f", {reference.label} (blue dashed)" if reference is not None else "")
     fig.suptitle(title or f"R in ({R0:g}, {R1:g}] kpc: {lab}\n"
                  "top left: mean, dispersion [km/s]; top right: data's mean (R, |z|) [kpc]", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
@@ -141,13 +149,16 @@ def plot_cell_column(observed: VelocityHistograms, model: Optional[VelocityHisto
 
 def plot_component_grid(observed: VelocityHistograms, model: Optional[VelocityHistograms], component: str,
                         path: Union[str, Path], comparison: Optional[Comparison] = None,
-                        title: Optional[str] = None, dpi: int = 90) -> Path:
+                        title: Optional[str] = None, dpi: int = 90,
+                        reference: Optional[VelocityHistograms] = None) -> Path:
     """All cells for one velocity component: rows = |z| cells (highest at the top), columns = R cells.
 
     Parameters
     ----------
     observed, model, comparison
         As in :func:`plot_cell_column`.
+    reference : VelocityHistograms, optional
+        A second model drawn dashed blue (e.g. the published BV24 M0 counts), normalised like ``model``.
     component : str
         One of the scheme's components.
     path : str or Path
@@ -159,6 +170,7 @@ def plot_component_grid(observed: VelocityHistograms, model: Optional[VelocityHi
     pathlib.Path
     """
     _check(observed, model)
+    _check(observed, reference)
     if component not in observed.components:
         raise KeyError(f"component {component!r} not in {observed.components}")
     cells = observed.scheme.cells
@@ -168,13 +180,15 @@ def plot_component_grid(observed: VelocityHistograms, model: Optional[VelocityHi
         izr = cells.nz - 1 - r
         for iR in range(cells.nR):
             ax = axes[r, iR]
-            _panel(ax, observed, model, component, cells.nR * izr + iR, comparison, 5.5, show_cell=False)
+            _panel(ax, observed, model, component, cells.nR * izr + iR, comparison, 5.5, show_cell=False,
+                   reference=reference)
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(f"R {cells.R_edges[iR]:g}-{cells.R_edges[iR + 1]:g}", fontsize=7)
             if iR == 0:
                 ax.set_ylabel(f"|z| {cells.absz_edges[izr]:g}-{cells.absz_edges[izr + 1]:g}", fontsize=7)
-    lab = f"{observed.label} (black)" + (f" vs {model.label} (red)" if model is not None else "")
+    lab = f"{observed.label} (black)" + (f" vs {model.label} (red)" if model is not None else "") + \
+        (f", {reference.label} (blue dashed)" if reference is not None else "")
     fig.suptitle(title or f"{_LABEL.get(component, component)}: {lab}", fontsize=10)
     fig.subplots_adjust(left=0.03, right=0.995, bottom=0.03, top=0.93, wspace=0.12, hspace=0.25)
     path = Path(path)

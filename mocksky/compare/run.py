@@ -69,7 +69,8 @@ def compare_recipe(recipe, source, out: Union[str, os.PathLike], columns: Sequen
     hist.to_csv(out / "histograms_bv24.csv")
     for comp in hist.components:
         plots.append(plot_component_grid(obs.observed, hist, comp, out / f"bv24_{comp}.png", comparison=cmp_,
-                                         title=f"{recipe.name} vs observed: {comp}"))
+                                         title=f"{recipe.name} (red) vs APOGEE x Gaia (black) and published M0 "
+                                               f"(blue dashed): {comp}", reference=obs.m0))
     table = bv24_cell_table(cmp_, cmp_m0)
     _atomic_csv(table, out / "comparison_bv24.csv")
     return {"scheme": "bv24", "weight": weight, "total_lnL": float(cmp_.total_lnL),
