@@ -143,8 +143,8 @@ def test_apply_and_sample():
 
 @pytest.mark.parametrize("name", sorted(INSTANCES))
 def test_footprint_bounds_probability(name):
-    """footprint(l, b) is in [0, 1] and never below the probability of a star at (l, b); APOGEE's is the field
-    union, so it is 0 for stars away from every field and 1 for stars at a field centre."""
+    """footprint(l, b) is in [0, 1] and never below the probability of a star at (l, b); APOGEE's is 0 away from
+    every field and positive at every field centre, and reached by some star there."""
     sf = INSTANCES[name]
     fp = sf.footprint(TABLE["l"], TABLE["b"])
     p = sf.probability(TABLE)
@@ -152,5 +152,7 @@ def test_footprint_bounds_probability(name):
     assert np.all(p <= fp + 1e-12)
     if "apogee" in name or name == "product":
         f = load_apogee_fields()
-        assert np.all(sf.footprint(f.l, f.b) == 1.0)
-        assert 0.02 < fp.mean() < 0.9 and np.any(fp == 0)
+        assert np.all(sf.footprint(f.l, f.b) > 0)
+        assert 0.001 < fp.mean() < 0.9 and np.any(fp == 0)
+        inside = fp > 0
+        assert np.max(p[inside] / fp[inside]) > 0.4  # a tight bound somewhere

@@ -15,7 +15,7 @@ Example
 >>> from mocksky.select import survey                                      # doctest: +SKIP
 >>> p = survey("apogee_dr17").probability(table)                            # doctest: +SKIP
 """
-from .apogee import ApogeeDR17, apogee_dr17_probability, load_apogee_fields
+from .apogee import ApogeeDR17, apogee_dr17_footprint, apogee_dr17_probability, load_apogee_fields
 from .base import REGISTRY, ConfigError, Constant, MissingColumnError, Product, SelectionFunction
 from .cuts import ColourRange, ColumnRange, MagnitudeRange, ParallaxOverError
 from .gaia import GaiaDataUnavailable, GaiaDR3Completeness, GaiaRVSCompleteness, cg23_completeness
@@ -25,6 +25,6 @@ __all__ = [
     "SelectionFunction", "Product", "Constant", "MissingColumnError", "ConfigError", "REGISTRY",
     "ColumnRange", "MagnitudeRange", "ColourRange", "ParallaxOverError",
     "GaiaDR3Completeness", "GaiaRVSCompleteness", "GaiaDataUnavailable", "cg23_completeness",
-    "ApogeeDR17", "apogee_dr17_probability", "load_apogee_fields",
+    "ApogeeDR17", "apogee_dr17_footprint", "apogee_dr17_probability", "load_apogee_fields",
     "survey", "load_selection", "build_selection", "available_surveys",
 ]

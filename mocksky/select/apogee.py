@@ -15,7 +15,8 @@ Cantat-Gaudin et al. 2023), re-implemented here in numba:
    otherwise. Then (f, a) = (fracSampling, fracAK) of the short cohort if Hmin(short) <= H < Hmax(short);
    of the medium cohort if Hmin(medium) < H < Hmax(medium); of the long cohort if Hmin(long) < H < Hmax(long);
    (0, 0) otherwise (including H < Hmin(short) or H > Hmax(long)).
-4. One field: P = f a. Two fields with f1, f2 both non-zero: P = (f1 + f2) - f1 f2 (a1 + a2)/2.
+4. One field: P = f a. Two fields with f1, f2 both non-zero: P = (f1 + f2) - f1 f2 (a1 + a2)/2, capped at 1
+   (gaiaunlimited's value exceeds 1 in a few overlaps, e.g. 1.031 for fields 270+75 and 277+76).
    Otherwise P = f a of the first field with non-zero f, and 0 if there is none (where gaiaunlimited raises
    IndexError, e.g. at l = 158.68, b = -11.68, H = 12.33, (J-Ks)0 = 1.09).
 
@@ -264,14 +265,14 @@ def _apogee_kernel(l, b, h, jk, fl, fb, frad, jk_split, hmin, hmax, jkmin, jkmax
         if nfound == 1:
             out[i] = f1 * a1
         elif nfound == 2 and f1 != 0.0 and f2 != 0.0:
-            out[i] = (f1 + f2) - (f1 * f2) * ((a1 + a2) / 2.0)
+            out[i] = min(1.0, (f1 + f2) - (f1 * f2) * ((a1 + a2) / 2.0))
         elif have_nz:
             out[i] = fnz * anz
 
 
 @numba.njit(cache=True, fastmath=False, parallel=True)
-def _footprint_kernel(l, b, fl, fb, frad, start, idx, cell, nl, nb, out):
-    """1 where (l, b) is inside a field (the same separation test as :func:`_apogee_kernel`), else 0."""
+def _footprint_kernel(l, b, fl, fb, frad, fa_max, f_max, start, idx, cell, nl, nb, out):
+    """Upper bound of the targeting probability at (l, b) over H and colour (see :func:`apogee_dr17_footprint`)."""
     d2r = math.pi / 180.0
     r2d = 180.0 / math.pi
     for i in numba.prange(l.shape[0]):
@@ -284,6 +285,9 @@ def _footprint_kernel(l, b, fl, fb, frad, start, idx, cell, nl, nb, out):
         c = jj * nl + kk
         slat1 = math.sin(bi * d2r)
         clat1 = math.cos(bi * d2r)
+        nfound = 0
+        best = 0.0
+        fsum = 0.0
         for q in range(start[c], start[c + 1]):
             f = idx[q]
             dlon = (fl[f] - li) * d2r
@@ -293,12 +297,21 @@ def _footprint_kernel(l, b, fl, fb, frad, start, idx, cell, nl, nb, out):
             num2 = clat1 * slat2 - slat1 * clat2 * math.cos(dlon)
             den = slat1 * slat2 + clat1 * clat2 * math.cos(dlon)
             if math.atan2(math.hypot(num1, num2), den) * r2d < frad[f]:
-                out[i] = 1.0
-                break
+                nfound += 1
+                best = max(best, fa_max[f])
+                if nfound <= 2:
+                    fsum += f_max[f]
+        if nfound == 2:
+            best = max(best, min(1.0, fsum))
+        out[i] = best
 
 
 def apogee_dr17_footprint(l, b, table: str = APOGEE_TABLE) -> np.ndarray:
-    """1 inside an APOGEE DR17 field of the table, 0 outside: an upper bound of the targeting probability.
+    """Upper bound of the APOGEE DR17 targeting probability at each sky position, over H and (J-Ks)0.
+
+    0 outside the fields; in one field (or where the first field with a non-zero fraction decides, three or more
+    fields) the largest fracSampling x fracAK of its cohorts; in two overlapping fields min(1, f1_max + f2_max)
+    (the two-field rule of :func:`apogee_dr17_probability` never exceeds f1 + f2).
 
     Parameters
     ----------
@@ -310,15 +323,18 @@ def apogee_dr17_footprint(l, b, table: str = APOGEE_TABLE) -> np.ndarray:
     Returns
     -------
     ndarray of float64, shape (n,)
+        Values in [0, 1].
     """
     fields, start, idx, nl, nb = _grid(table)
     la = np.ascontiguousarray(np.asarray(l, dtype=np.float64).ravel())
     ba = np.ascontiguousarray(np.asarray(b, dtype=np.float64).ravel())
     if la.shape != ba.shape:
         raise ValueError(f"l and b differ in length: {la.shape[0]}, {ba.shape[0]}")
+    fa_max = np.ascontiguousarray(np.nan_to_num(fields.frac * fields.ak).reshape(len(fields.l), -1).max(axis=1))
+    f_max = np.ascontiguousarray(np.nan_to_num(fields.frac).reshape(len(fields.l), -1).max(axis=1))
     out = np.empty(la.shape[0])
-    _footprint_kernel(la, ba, fields.l, fields.b, fields.radius, start, idx, _CELL, nl, nb, out)
-    return out.reshape(np.shape(np.asarray(l)))
+    _footprint_kernel(la, ba, fields.l, fields.b, fields.radius, fa_max, f_max, start, idx, _CELL, nl, nb, out)
+    return np.clip(out, 0.0, 1.0).reshape(np.shape(np.asarray(l)))
 
 
 def apogee_dr17_probability(l, b, H, jk0, jk0_limits: bool = True, table: str = APOGEE_TABLE) -> np.ndarray:
@@ -409,7 +425,7 @@ class ApogeeDR17(SelectionFunction):
         return jk
 
     def footprint(self, l, b) -> np.ndarray:
-        """1 inside the APOGEE fields, 0 outside (see :func:`apogee_dr17_footprint`)."""
+        """Largest targeting probability at each position over H and colour (:func:`apogee_dr17_footprint`)."""
         return apogee_dr17_footprint(l, b, table=self.table)
 
     def _probability(self, cols, n):
