@@ -77,7 +77,7 @@ def weighted_scheme(sampler: ComponentSampler, rng, keep_fraction: float = 0.2, 
                     ) -> WeightedScheme:
     """Rejection-control threshold and rate of a prepared sampler, from one batch of its adapted proposal.
 
-    The batch is drawn from a fork of ``sampler`` (its state is not changed).
+    The batch advances the sampler's proposal counters (not its proposal, which stays the adapted one).
 
     Parameters
     ----------
@@ -102,7 +102,7 @@ def weighted_scheme(sampler: ComponentSampler, rng, keep_fraction: float = 0.2, 
         raise ValueError(f"keep_fraction must be in (0, 1], got {keep_fraction!r}")
     if not sampler._adapted:
         raise ValueError("weighted_scheme: prepare() the sampler first")
-    s = sampler.fork()
+    s = sampler
     ep = s._epochs[-1]
     tried0 = ep.n_x_tried
     _, _, w, _ = s._propose(int(batch), rng)
