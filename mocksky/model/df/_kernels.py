@@ -194,7 +194,10 @@ def df_values(code, p, J):
 
 @numba.njit(cache=True, parallel=True)
 def df_mass_integral(code, p, lnJ, wJ, sign_both):
-    """(2 pi)^3 * sum over a tensor grid in (ln Jr, ln Jz, ln|Jphi|) of f * J_r J_z |J_phi| * weights.
+    """Per ln Jr node: the sum over (ln Jz, ln|Jphi|) of f * J_r J_z |J_phi| * weights of a tensor grid.
+
+    The caller sums the returned (n,) array (and multiplies by (2 pi)^3) outside numba: a reduction inside a
+    ``parallel=True`` function is split across threads, so its last bits would depend on the thread count.
 
     ``lnJ``, ``wJ``: nodes and weights (in ln J) shared by the three axes; Jphi runs over both signs when
     ``sign_both`` is true, otherwise over Jphi > 0 only.
@@ -215,4 +218,4 @@ def df_mass_integral(code, p, lnJ, wJ, sign_both):
                     v += df_value(code, p, Jr, Jz, -Jp)
                 acc += w * v
         partial[i] = acc
-    return (2.0 * np.pi) ** 3 * partial.sum()
+    return partial

@@ -74,7 +74,8 @@ class DistributionFunction:
         """(2 pi)^3 int f d^3J by tensor Gauss-Legendre quadrature in ln J over 1e-7..1e6 action scales [Msun]."""
         s = np.log(self.action_scale)
         nodes, weights = _ln_nodes(s - 16.0, s + 14.0, panels, order)
-        return float(K.df_mass_integral(self.code, self.params, nodes, weights, not self.prograde_only))
+        partial = K.df_mass_integral(self.code, self.params, nodes, weights, not self.prograde_only)
+        return float((2.0 * np.pi) ** 3 * np.sum(partial))  # summed here: thread-count independent
 
     def __call__(self, J) -> np.ndarray:
         """f(J) [Msun / (kpc km/s)^3].

@@ -177,11 +177,13 @@ def log_q_components(v, mom, inflate, nu, kap, out):
 
 @numba.njit(cache=True, parallel=True)
 def action_mass_histogram(code, p, lnJ, wJ, sign_both, edges):
-    """(2 pi)^3 * mass of the DF per bin of ln(Jr + Jz + |Jphi|) and per bin of ln Jz.
+    """Mass of the DF per bin of ln(Jr + Jz + |Jphi|) and per bin of ln Jz, per ln Jr node.
 
     Tensor quadrature in (ln Jr, ln Jz, ln |Jphi|) with nodes ``lnJ`` and weights ``wJ`` (as in
     :func:`mocksky.model.df._kernels.df_mass_integral`); ``edges`` are increasing bin edges in ln J
-    (values outside fall in the first/last bin). Returns two arrays of len(edges) - 1.
+    (values outside fall in the first/last bin). Returns an array (len(lnJ), 2, len(edges) - 1); the caller
+    sums its first axis outside numba (a reduction here would depend on the thread count) and multiplies by
+    (2 pi)^3 to get the masses per bin of total action (row 0) and of Jz (row 1).
     """
     n = lnJ.shape[0]
     nb = edges.shape[0] - 1
@@ -203,5 +205,4 @@ def action_mass_histogram(code, p, lnJ, wJ, sign_both, edges):
                 b = min(max(b, 0), nb - 1)
                 parts[i, 0, b] += m
                 parts[i, 1, bz] += m
-    out = (2.0 * math.pi) ** 3 * parts.sum(axis=0)
-    return out[0].copy(), out[1].copy()
+    return parts  # summed over the first axis by the caller, outside numba (thread-count independent)
