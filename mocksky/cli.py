@@ -114,9 +114,15 @@ def _cmd_model_sample(args) -> int:
 def _cmd_run(args) -> int:
     from .pipeline import run
 
-    res = run(args.recipe, args.out, seed=args.seed, scale=args.scale, cache_dir=args.cache_dir)
+    res = run(args.recipe, args.out, seed=args.seed, scale=args.scale, cache_dir=args.cache_dir,
+              overwrite=args.overwrite, workers=args.workers, scheduler=args.scheduler, threads=args.threads,
+              progress=False if args.no_progress else None)
     sys.stdout.write(f"wrote {res.n_rows} rows to {res.catalogue} in {res.timings['total']:.1f} s (seed {res.seed}); "
                      f"summary {res.summary_path}\n")
+    tp = res.summary.get("throughput")
+    if tp:
+        sys.stdout.write(f"stars generated {tp['stars_generated']}, kept {tp['stars_kept']}, {tp['seconds']:.1f} s, "
+                         f"{tp['stars_per_s']:.4g} stars/s ({tp['chunks']} chunks, {tp['chunks_resumed']} resumed)\n")
     cmp_ = res.summary.get("comparison")
     if cmp_ and cmp_.get("scheme") == "bv24":
         sys.stdout.write(f"BV24 comparison: total lnL = {cmp_['total_lnL']:.1f}, published M0 lnL = "
@@ -169,6 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
     runp.add_argument("--seed", type=int, default=None, help="random seed (default: fresh entropy, recorded)")
     runp.add_argument("--scale", type=float, default=1.0, help="fraction in (0, 1] of the full mock to generate")
     runp.add_argument("--cache-dir", default=None, help="model cache directory")
+    runp.add_argument("--workers", type=int, default=None,
+                      help="run the chunks on a local Dask cluster of N worker processes (default: in this process)")
+    runp.add_argument("--scheduler", default=None,
+                      help="address of a running Dask scheduler (e.g. tcp://host:8786) to run the chunks on")
+    runp.add_argument("--threads", type=int, default=None,
+                      help="Numba threads per chunk (default: all cores in process, cores / workers on a cluster)")
+    runp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    runp.add_argument("--overwrite", action="store_true",
+                      help="replace a run with a different recipe, seed or scale in --out (a run with the same ones "
+                           "is resumed)")
     runp.set_defaults(func=_cmd_run)
     return p
 

@@ -20,7 +20,13 @@ Sections (all tables; only ``[model]`` is required, every other key has a defaul
                    Bernoulli draw)
     [sample]       region (table as :func:`mocksky.model.sampling.as_region` or a string 'sphere:x,y,z,r'),
                    components (DF component names; default every stellar one), max_points (per component; multiplied
-                   by the run's scale), pilot (pilot points per component)
+                   by the run's scale), pilot (pilot points per component; the plan's pilot runs
+                   clip(50 pilot, 2e4, 1e5) proposals), azimuth_copies (K >= 1 azimuths tried per (R, z, v) proposal
+                   with shared actions: exact marginals, K-fold correlation in the meridional phase space; see
+                   :mod:`mocksky.model.sampling.sampler`)
+    [run]          chunk_points (DF points per chunk, default 250000: a run is a fixed list of chunks of at most this
+                   many points, each an independent unit of work with its own random stream and output part; it
+                   bounds the memory of a worker and never depends on the number of workers)
     [output]       format ('hdf5', 'parquet', 'fits'; with populations.mode = 'none': 'gadget4', 'text', 'hdf5'),
                    columns (catalogue columns of :data:`mocksky.catalogue.COLUMNS`; empty = all), name (file stem)
     [compare]      scheme ('bv24', 'bv23', 'healpix'), observed ('bv24' or a path to the observed CSV), weight
@@ -38,7 +44,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 __all__ = ["RecipeError", "Recipe", "ModelSection", "PopulationsSection", "SolarSection", "DustSection",
-           "ErrorsSection", "SelectionSection", "SampleSection", "OutputSection", "CompareSection", "parse_recipe",
+           "ErrorsSection", "SelectionSection", "SampleSection", "RunSection", "OutputSection", "CompareSection", "parse_recipe",
            "load_recipe", "available_recipes", "recipe_dirs", "resolve_recipe"]
 
 #: Directory of the built-in recipes: ``catalogues/`` of a repository checkout (editable install), else the
@@ -102,6 +108,13 @@ class SampleSection:
     components: Optional[Tuple[str, ...]] = None
     max_points: int = 200_000
     pilot: int = 2000
+    azimuth_copies: int = 1
+
+
+@dataclass(frozen=True)
+class RunSection:
+    """``[run]``: how the run is cut into chunks (:mod:`mocksky.pipeline`)."""
+    chunk_points: int = 250_000
 
 
 @dataclass(frozen=True)
@@ -135,6 +148,7 @@ class Recipe:
     errors: ErrorsSection = field(default_factory=ErrorsSection)
     selection: SelectionSection = field(default_factory=SelectionSection)
     sample: SampleSection = field(default_factory=SampleSection)
+    run: RunSection = field(default_factory=RunSection)
     output: OutputSection = field(default_factory=OutputSection)
     compare: Optional[CompareSection] = None
     text: str = ""
@@ -158,7 +172,8 @@ def _jsonable(x):
 # ----------------------------------------------------------------------------------------------- validation
 _SECTIONS = {"recipe": None, "model": ModelSection, "populations": PopulationsSection, "solar": SolarSection,
              "dust": DustSection, "errors": ErrorsSection, "selection": SelectionSection, "sample": SampleSection,
-             "output": OutputSection, "compare": CompareSection}
+             "output": OutputSection, "compare": CompareSection,
+             "run": RunSection}
 _MODES = ("magnitude", "volume", "none")
 _SELECTION_MODES = ("weight", "sample")
 _FORMATS = ("hdf5", "parquet", "fits")
@@ -305,7 +320,19 @@ def _sample(raw) -> SampleSection:
     pilot = _typed(w, "pilot", raw.get("pilot", 2000), int)
     if mp < 1 or pilot < 1:
         raise RecipeError(f"{w}: max_points and pilot must be >= 1, got {mp}, {pilot}")
-    return SampleSection(region, comps, mp, pilot)
+    k = _typed(w, "azimuth_copies", raw.get("azimuth_copies", 1), int)
+    if not 1 <= k <= 1024:
+        raise RecipeError(f"{w}.azimuth_copies: an integer in [1, 1024], got {k}")
+    return SampleSection(region, comps, mp, pilot, k)
+
+
+def _run(raw) -> RunSection:
+    w = "[run]"
+    _section("run", raw, RunSection)
+    cp = _typed(w, "chunk_points", raw.get("chunk_points", RunSection.chunk_points), int)
+    if cp < 100:
+        raise RecipeError(f"{w}.chunk_points: an integer >= 100, got {cp}")
+    return RunSection(cp)
 
 
 def _output(raw, particles: bool) -> OutputSection:
@@ -406,6 +433,7 @@ def parse_recipe(text: str, source: str = "<string>", base_dir: Optional[Union[s
             errors=ErrorsSection(models),
             selection=_selection(doc.get("selection", {}), base),
             sample=_sample(doc.get("sample", {})),
+            run=_run(doc.get("run", {})),
             output=_output(doc.get("output", {}), pops.mode == "none"),
             compare=_compare(doc["compare"], base) if "compare" in doc else None,
             text=text, source=source)

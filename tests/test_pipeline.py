@@ -5,7 +5,7 @@ import h5py
 import numpy as np
 import pytest
 
-from mocksky.catalogue import open_vaex, read_metadata
+from mocksky.catalogue import open_vaex, read_catalogue, read_metadata, verify_manifest
 from mocksky.cli import main
 from mocksky.pipeline import build_selection_function, run
 from mocksky.recipe import RecipeError, load_recipe, parse_recipe
@@ -21,7 +21,8 @@ def small_run(tmp_path_factory):
 
 def test_small_default_outputs(small_run):
     r = small_run
-    assert r.catalogue.is_file() and r.catalogue.suffix == ".hdf5" and r.summary_path.is_file()
+    assert r.catalogue.is_dir() and (r.catalogue / "manifest.json").is_file() and r.summary_path.is_file()
+    assert verify_manifest(r.catalogue)["total_rows"] == r.n_rows
     assert r.n_rows > 100 and r.seed == 123
     assert all(p.is_file() and p.suffix == ".png" and p.stat().st_size > 1000 for p in r.plots) and r.plots
     s = json.loads(r.summary_path.read_text())
@@ -29,15 +30,18 @@ def test_small_default_outputs(small_run):
     assert s["comparison"]["scheme"] == "healpix"
     # HEALPix counts are the selection-weighted star counts: total = sum of selection_probability of the stars whose
     # observed G falls in the magnitude bins [0, 9)
-    with h5py.File(r.catalogue, "r") as f:
-        p = f["table/columns/selection_probability/data"][:]
-        g = f["table/columns/phot_g_mean_mag/data"][:]
+    cat = read_catalogue(r.catalogue, columns=["selection_probability", "phot_g_mean_mag"])
+    p, g = cat["selection_probability"], cat["phot_g_mean_mag"]
     inside = (g >= 0.0) & (g < 9.0)
     assert s["comparison"]["total"] == pytest.approx(p[inside].sum(), rel=1e-9)
     assert s["comparison"]["mag_edges"] == [0.0, 4.0, 6.0, 7.0, 8.0, 9.0]
     assert s["components"]  # per-component point/star diagnostics
-    for k in ("model", "sample_populate", "observe", "select", "write", "compare", "total"):
+    for k in ("model", "plan", "chunks", "manifest", "compare", "total"):
         assert k in s["timings_s"]
+    for k in ("sample", "populate", "observe", "select", "write"):
+        assert k in s["stage_seconds_summed"]
+    tp = s["throughput"]
+    assert tp["stars_kept"] == r.n_rows and tp["stars_generated"] == s["n_generated"] >= r.n_rows
 
 
 def test_catalogue_content_and_metadata(small_run):
@@ -48,8 +52,7 @@ def test_catalogue_content_and_metadata(small_run):
     assert run_meta["seed"] == 123 and run_meta["mocksky_version"]
     assert run_meta["solar"]["name"] == "bv23" and run_meta["solar"]["R0"] == 8.27
     assert any("Binney & Vasiliev 2023" in ref for ref in run_meta["references"])
-    with h5py.File(r.catalogue, "r") as f:
-        cols = {c: f[f"table/columns/{c}/data"][:] for c in f["table/columns"]}
+    cols = dict(read_catalogue(r.catalogue))
     # the magnitude limit is applied to the extincted true G; the region is a 1 kpc sphere around the Sun
     assert np.all(cols["phot_g_mean_mag_true"] <= 9.0)
     assert np.all(cols["distance"] <= 1.0 + 0.03)
@@ -81,9 +84,11 @@ def test_reproducible(tmp_path):
     assert rec.sample.components == ("young disk", "old disk")
     a = run(rec, tmp_path / "a", seed=5, scale=SCALE)
     b = run(rec, tmp_path / "b", seed=5, scale=SCALE)
-    with h5py.File(a.catalogue) as fa, h5py.File(b.catalogue) as fb:
-        for c in ("parallax", "phot_g_mean_mag", "x", "feh"):
-            np.testing.assert_array_equal(fa[f"table/columns/{c}/data"][:], fb[f"table/columns/{c}/data"][:])
+    ma, mb = read_metadata(a.catalogue), read_metadata(b.catalogue)
+    assert [p["sha256"] for p in ma["parts"]] == [p["sha256"] for p in mb["parts"]]
+    ta, tb = read_catalogue(a.catalogue), read_catalogue(b.catalogue)
+    for c in ("parallax", "phot_g_mean_mag", "x", "feh"):
+        np.testing.assert_array_equal(ta[c], tb[c])
     assert a.n_rows > 50
 
 
@@ -96,11 +101,9 @@ def test_selection_sample_mode_and_columns(tmp_path):
     sf = build_selection_function(rec)
     assert sf is not None
     r = run(rec, tmp_path, seed=1, scale=SCALE)
-    with h5py.File(r.catalogue) as f:
-        assert sorted(f["table/columns"]) == sorted(["ra", "dec", "l", "b", "logg", "phot_g_mean_mag",
-                                                     "selection_probability"])
-        logg = f["table/columns/logg/data"][:]
-        p = f["table/columns/selection_probability/data"][:]
+    cat = read_catalogue(r.catalogue)
+    assert sorted(cat) == sorted(["ra", "dec", "l", "b", "logg", "phot_g_mean_mag", "selection_probability"])
+    logg, p = cat["logg"], cat["selection_probability"]
     assert np.all(logg <= 4.0) and np.all(p > 0)
 
 
@@ -123,7 +126,8 @@ def test_cli_run(tmp_path, capsys):
     assert main(["run", str(rec), "--out", str(tmp_path / "o"), "--seed", "3", "--scale", str(SCALE)]) == 0
     out = capsys.readouterr().out
     assert "wrote" in out and "seed 3" in out
-    assert (tmp_path / "o" / "catalogue.hdf5").is_file() and (tmp_path / "o" / "summary.json").is_file()
+    assert (tmp_path / "o" / "catalogue" / "manifest.json").is_file() and (tmp_path / "o" / "summary.json").is_file()
+    assert "stars generated" in out and "stars/s" in out
 
 
 def test_nbody_ics_recipe(tmp_path):

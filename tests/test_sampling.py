@@ -453,3 +453,54 @@ def test_bv23_stellar_sample_speed():
         assert abs(d.mass_estimate / d.mass_df - 1) < 0.03
     assert len(p) == 1_000_000
     assert t2 - t1 < 30.0
+
+
+# --------------------------------------------------------------------------- azimuth copies and forks
+def test_azimuth_copies_region_mass_and_profile(sph_model):
+    """K = 4 azimuths per (R, z, v) proposal inside a 3 kpc sphere: each accepted copy is an exact draw (the mass
+    estimate agrees with the quadrature, the radial profile with rho(r) A(r)); copies are correlated in r, so the
+    tolerances are inflated by sqrt(K)."""
+    pot, df, fin = sph_model
+    d_c, a, K = 8.27, 3.0, 4
+    region = Sphere((d_c, 0.0, 0.0), a)
+    N = 60_000
+    p = sample_particles(pot, df, fin, N, region=region, rng=15, azimuth_copies=K)
+    dg = p.diagnostics[0]
+    x, w = np.polynomial.legendre.leggauss(48)
+    r = d_c + a * x
+    rho = sph_moments(pot, df, fin, r)[:, 0]
+    M_in = np.sum(rho * np.pi * r * (a * a - (r - d_c) ** 2) / d_c * a * w)
+    print(f"\nazimuth copies K={K}: M_hat = {dg.mass_estimate:.6g} +- {dg.mass_error:.3g}, quadrature {M_in:.6g} "
+          f"({(dg.mass_estimate - M_in) / dg.mass_error:+.2f} sigma), {dg.n_actions} actions for {dg.n_proposals} "
+          f"proposals")
+    assert abs(dg.mass_estimate - M_in) < NSIG * np.sqrt(K) * dg.mass_error
+    assert dg.n_actions < 0.5 * dg.n_proposals  # one action evaluation serves several copies
+    assert np.all(np.linalg.norm(p.xyz - [d_c, 0, 0], axis=1) <= a)
+    rr = np.linalg.norm(p.xyz, axis=1)
+    edges = np.linspace(d_c - a, d_c + a, 7)
+    for k in range(6):
+        xk, wk = np.polynomial.legendre.leggauss(8)
+        rk = 0.5 * (edges[k] + edges[k + 1]) + 0.5 * (edges[k + 1] - edges[k]) * xk
+        rhok = np.exp(np.interp(rk, r, np.log(rho)))
+        mk = np.sum(rhok * np.pi * rk * (a * a - (rk - d_c) ** 2) / d_c * 0.5 * (edges[k + 1] - edges[k]) * wk)
+        n_exp = N * mk / M_in
+        n_obs = np.sum((rr >= edges[k]) & (rr < edges[k + 1]))
+        assert abs(n_obs - n_exp) < NSIG * np.sqrt(K * n_exp), (k, n_obs, n_exp)
+    with pytest.raises(ValueError, match="azimuth_copies"):
+        ComponentSampler(pot, df, fin, azimuth_copies=0)
+
+
+def test_fork_is_independent_and_reproducible(sph_model):
+    """Forks of one prepared sampler give identical samples for identical generators and leave the parent alone."""
+    pot, df, fin = sph_model
+    s = ComponentSampler(pot, df, fin, rng=3, n_pilot=20_000, azimuth_copies=2)
+    s.prepare(rng=np.random.default_rng(4))
+    before = s.counters()
+    a, b = s.fork(), s.fork()
+    pa, Ja = a.sample(3000, np.random.default_rng(9))
+    pb, Jb = b.sample(3000, np.random.default_rng(9))
+    np.testing.assert_array_equal(pa, pb)
+    np.testing.assert_array_equal(Ja, Jb)
+    assert s.counters() == before and a.counters()["n_proposals"] > before["n_proposals"]
+    pc, _ = s.fork().sample(3000, np.random.default_rng(10))
+    assert not np.array_equal(pa, pc)

@@ -20,6 +20,21 @@ times its first value, a guard against isolated spikes of f(J(x, v)) caused by a
 failures; the weight above such a capped envelope is reported as ``clipped_fraction``, 0 for an
 exact sample.)
 
+Azimuth copies (``azimuth_copies = K > 1``)
+-------------------------------------------
+In an axisymmetric potential the actions do not depend on the azimuth phi, and the position proposal
+is uniform in phi within each (R, z) cell's phi window, so q(x, v) is the same at every azimuth of
+the window. Each proposal (R, z, vR, vz, vphi) is therefore tried at K azimuths phi_1..phi_K drawn
+independently from the cell's window, with the shared actions J: copy k has the weight
+w_k = f(J) S(x_k, v) / q(x_k, v) and is accepted independently with probability w_k / W. Every copy
+is marginally an ordinary proposal, so each accepted copy is an exact draw from f S and the mass
+estimate (each copy counted as one proposal) stays unbiased; but copies of one proposal share
+(R, z, vR, vz, vphi): the sample is exact in its marginals and K-fold correlated in the meridional
+phase space (like Galaxia's spawning of several stars from one N-body particle; Sharma et al. 2011,
+ApJ 730, 3). The standard error of the mass estimate ignores that correlation (it is too small by up
+to sqrt(K)). One action evaluation then serves K copies, which pays when S depends on phi (e.g. the
+distance from the Sun in a magnitude-limited mock) and the actions dominate the cost.
+
 Sampling runs in two epochs: a pilot with the initial proposal, then a proposal whose position
 part is reweighted per node interval of the grid by the largest pilot weight there, so that the
 regions where q fits f least well do not set the envelope for the whole component. Both epochs'
@@ -41,6 +56,7 @@ Vasiliev 2019, MNRAS 482, 1525, Sect. 5 (Agama's sampling of DFs; same normalisa
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -279,7 +295,10 @@ class ComponentSampler:
     max_proposals : int
         Give up after this many proposals (default 2e8).
     batch_max : int
-        Largest batch of proposals (memory bound; default 4e5).
+        Largest batch of proposals (memory bound; default 4e5; azimuth copies count as proposals).
+    azimuth_copies : int
+        K >= 1 azimuths tried per (R, z, v) proposal with shared actions (default 1: independent points; see
+        "Azimuth copies" in the module docstring).
     **proposal_options
         Passed to :class:`.proposal.Proposal` (n_R, n_z, refine, inflate, eps_v, eps_x, n_is, n_rounds,
         scale_mixture).
@@ -294,7 +313,7 @@ class ComponentSampler:
                  selection: Optional[Callable] = None, rng=None, scales: Optional[ComponentScales] = None,
                  mass_tail: float = 1e-5, r_max_limit: float = 1e5, safety: float = 1.1,
                  max_envelope_growth: float = 10.0, n_pilot: int = 100_000, max_proposals: int = 200_000_000,
-                 batch_max: int = 400_000, **proposal_options):
+                 batch_max: int = 400_000, azimuth_copies: int = 1, **proposal_options):
         t0 = time.perf_counter()
         rng = np.random.default_rng(rng)
         self._rng = rng
@@ -311,6 +330,9 @@ class ComponentSampler:
             raise ValueError(f"mass_tail must be in (0, 0.1), got {mass_tail}")
         if int(n_pilot) < 0:
             raise ValueError(f"n_pilot must be >= 0, got {n_pilot}")
+        if isinstance(azimuth_copies, bool) or int(azimuth_copies) != azimuth_copies or int(azimuth_copies) < 1:
+            raise ValueError(f"azimuth_copies must be an integer >= 1, got {azimuth_copies!r}")
+        self.azimuth_copies = int(azimuth_copies)
         self.pot, self.df, self.finder = potential, df, action_finder
         self.region: Optional[Region] = as_region(region)
         self.selection = selection
@@ -365,27 +387,34 @@ class ComponentSampler:
 
     # ------------------------------------------------------------------ proposals
     def _propose(self, n: int, rng):
-        """n proposals of the current epoch: (posvel, actions, weights, node-interval group)."""
+        """About n proposals of the current epoch (azimuth copies included): (posvel, actions, weights,
+        node-interval group), one row per proposal inside the region."""
         prop = self.proposal
         ep = self._epochs[-1]
-        c = np.minimum(np.searchsorted(ep.cdf, rng.random(n), side="right"), len(ep.cdf) - 1)
+        K = self.azimuth_copies
+        nb = -(-int(n) // K)  # (R, z, v) proposals
+        c = np.minimum(np.searchsorted(ep.cdf, rng.random(nb), side="right"), len(ep.cdf) - 1)
         Ra, Rb = prop.cell_Ra[c], prop.cell_Rb[c]
-        R = np.sqrt(Ra * Ra + rng.random(n) * (Rb * Rb - Ra * Ra))
-        az = prop.cell_za[c] + rng.random(n) * (prop.cell_zb[c] - prop.cell_za[c])
-        z = np.where(rng.random(n) < 0.5, az, -az)
+        R = np.sqrt(Ra * Ra + rng.random(nb) * (Rb * Rb - Ra * Ra))
+        az = prop.cell_za[c] + rng.random(nb) * (prop.cell_zb[c] - prop.cell_za[c])
+        z = np.where(rng.random(nb) < 0.5, az, -az)
         if self._half is not None:
-            phi = self._phic[c] + self._half[c] * (2 * rng.random(n) - 1)
+            phi = self._phic[c][:, None] + self._half[c][:, None] * (2 * rng.random((nb, K)) - 1)
         else:
-            phi = 2 * np.pi * rng.random(n)
+            phi = 2 * np.pi * rng.random((nb, K))
         cphi, sphi = np.cos(phi), np.sin(phi)
-        ep.n_x_tried += n
+        ep.n_x_tried += nb * K
         if self.region is not None:
-            inside = self.region.contains(np.column_stack([R * cphi, R * sphi, z]))
+            inside = self.region.contains(np.column_stack([(R[:, None] * cphi).ravel(), (R[:, None] * sphi).ravel(),
+                                                           np.repeat(z, K)])).reshape(nb, K)
             ep.n_x_ok += int(inside.sum())
-            if not inside.all():
-                R, az, z, cphi, sphi, c = R[inside], az[inside], z[inside], cphi[inside], sphi[inside], c[inside]
+            keep = inside.any(axis=1)
+            if not keep.all():
+                R, az, z, c, cphi, sphi, inside = (R[keep], az[keep], z[keep], c[keep], cphi[keep], sphi[keep],
+                                                   inside[keep])
         else:
-            ep.n_x_ok += n
+            ep.n_x_ok += nb * K
+            inside = None
         m = len(R)
         mom = prop.local_moments(R, az)
         mom[:, 4] = np.where(z < 0, -mom[:, 4], mom[:, 4])  # <vR vz> is odd in z
@@ -397,32 +426,48 @@ class ComponentSampler:
                               rng.standard_normal((m, 3)), rng.chisquare(T_NU, m), rng.random(m),
                               rng.standard_normal((m, 3)), rng.random(m), v, lqv)
         vR, vz, vphi = v[:, 0], v[:, 1], v[:, 2]
-        posvel = np.column_stack([R * cphi, R * sphi, z, vR * cphi - vphi * sphi, vR * sphi + vphi * cphi, vz])
-        ok = (vesc > 0) & (vR * vR + vz * vz + vphi * vphi < vesc * vesc)
+        ok_b = (vesc > 0) & (vR * vR + vz * vz + vphi * vphi < vesc * vesc)
         if self.df.prograde_only:
-            ok &= vphi * R > 0
-        S = np.ones(m)
+            ok_b &= vphi * R > 0
+        # copies (rows of the output), grouped by base proposal
+        if inside is None:
+            b = np.repeat(np.arange(m), K)
+            cp, sp = cphi.ravel(), sphi.ravel()
+        else:
+            b, kk = np.nonzero(inside)
+            cp, sp = cphi[b, kk], sphi[b, kk]
+        Rb_, vRb, vphib = R[b], vR[b], vphi[b]
+        posvel = np.column_stack([Rb_ * cp, Rb_ * sp, z[b], vRb * cp - vphib * sp, vRb * sp + vphib * cp, vz[b]])
+        ok = ok_b[b]
+        M = len(b)
+        S = np.ones(M)
         if self.selection is not None and ok.any():
             s_ok = np.asarray(self.selection(posvel[ok]), dtype=np.float64)
             if s_ok.shape != (int(ok.sum()),) or not np.all((s_ok >= 0) & (s_ok <= 1)):
                 raise ValueError("selection(posvel) must return probabilities in [0, 1] of shape (N,)")
             S[ok] = s_ok
             ok &= S > 0
-        J = np.full((m, 3), np.nan)
-        f = np.zeros(m)
-        idx = np.flatnonzero(ok)
-        if len(idx):
-            J[idx] = self.finder.actions(posvel[idx])
-            good = np.all(np.isfinite(J[idx]), axis=1)
-            fv = np.zeros(len(idx))
+        # actions once per base proposal (from its first surviving copy: J does not depend on phi)
+        rows = np.flatnonzero(ok)
+        rows = rows[np.r_[True, b[rows][1:] != b[rows][:-1]]] if len(rows) else rows
+        Jb = np.full((m, 3), np.nan)
+        fb = np.zeros(m)
+        if len(rows):
+            ib = b[rows]
+            Jr = self.finder.actions(posvel[rows])
+            Jb[ib] = Jr
+            good = np.all(np.isfinite(Jr), axis=1)
+            fv = np.zeros(len(rows))
             if good.any():
-                fv[good] = self.df(J[idx[good]])
-            f[idx] = np.where(np.isfinite(fv) & (fv > 0), fv, 0.0)
-        self._n_act += len(idx)
-        lq = ep.logdens[c] + lqv
+                fv[good] = self.df(Jr[good])
+            fb[ib] = np.where(np.isfinite(fv) & (fv > 0), fv, 0.0)
+        self._n_act += len(rows)
+        J = Jb[b]
+        f = np.where(ok, fb[b], 0.0)
+        lq = ep.logdens[c[b]] + lqv[b]
         with np.errstate(over="ignore"):
             w = np.where(f > 0, f * S * np.exp(-lq), 0.0)
-        return posvel, J, w, prop.cell_group[c]
+        return posvel, J, w, prop.cell_group[c[b]]
 
     # ------------------------------------------------------------------ rejection loop
     def _accept(self, posvel, J, w, rng):
@@ -513,6 +558,31 @@ class ComponentSampler:
         self._draw(self.n_pilot if n_pilot is None else int(n_pilot), rng)
         self._adapt()
         self.time_sampling += time.perf_counter() - t0
+
+    def fork(self) -> "ComponentSampler":
+        """An independent sampler continuing from this one's current state.
+
+        The copy shares the immutable parts (potential, DF, action finder, proposal grid, selection) and owns
+        copies of the mutable ones (epochs with their envelopes and mass accumulators, counters); its store of
+        accepted points is empty. Forking one prepared sampler per chunk of a run makes every chunk start from
+        the same state, whatever process or order the chunks run in (:mod:`mocksky.parallel`).
+
+        Returns
+        -------
+        ComponentSampler
+        """
+        new = copy.copy(self)
+        new._epochs = [copy.copy(e) for e in self._epochs]
+        new._store = []
+        new._pilot_groups, new._pilot_w = [], []
+        return new
+
+    def counters(self) -> dict:
+        """Running totals: proposals, accepted points, action evaluations, envelope raises, and the sums of the
+        weights and squared weights (over all epochs)."""
+        return {"n_proposals": self._n_prop(), "n_accepted": self._n_acc_raw, "n_actions": self._n_act,
+                "envelope_raises": self._raises, "sum_w": float(sum(e.sw for e in self._epochs)),
+                "sum_w2": float(sum(e.sw2 for e in self._epochs))}
 
     def run(self, n_proposals: int, rng=None) -> None:
         """Draw ``n_proposals`` more proposals (updating the mass estimate and the accepted points).
