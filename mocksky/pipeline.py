@@ -39,8 +39,14 @@ extincted magnitude ``<band>_true``.
 ``scale`` in (0, 1] generates a random fraction ``scale`` of the stars of the full mock (each point's stellar mass is
 multiplied by ``scale``, and ``scale`` times fewer points are sampled): counts of a scaled run estimate ``scale`` times
 the full counts. The number of points per component is capped at ``[sample] max_points`` (times ``scale``); when the
-cap binds, points stand for more than one expected star, the excess is dropped and reported
-(``expected_lost_overflow``) in the summary.
+cap binds, the component becomes an importance-weighted mock: its points are every proposal kept by rejection control
+(:mod:`mocksky.model.sampling.weighted`, unequal masses) and each becomes one star carrying its expected number of
+stars in the column ``weight`` (``populate(overflow='weight')``); weighted sums estimate counts, and the comparison
+stage weights by it. Rows of uncapped components have ``weight = 1``.
+
+Giants: a recipe cut ``{type = "range", column = "logg", max = X}`` in magnitude mode restricts the generated stars
+to log g <= X (:func:`giant_limit`); the survey's sky footprint (:meth:`mocksky.select.SelectionFunction.footprint`,
+e.g. APOGEE's fields) multiplies the sampler's selection, so points go only where stars can be selected.
 
 Point masses: the plan's mass estimate M_hat of the selected mass of a component divided by its number of points
 (times ``scale``; in magnitude mode divided by the selection S(x) of each point, see
@@ -150,6 +156,11 @@ class RunPlan:
         Provenance stored in every part and the manifest.
     components : dict
         Per-component plan diagnostics.
+    weighted : list of (WeightedScheme, int) or None
+        Per component: None for equal-mass points (rejection sampling), else the importance-weighting scheme and
+        the total number of positions drawn over the component's chunks (see :mod:`mocksky.model.sampling.weighted`).
+    logg_max : float or None
+        The giant limit of the recipe's cuts (:func:`giant_limit`).
     """
 
     recipe: Recipe
@@ -164,6 +175,8 @@ class RunPlan:
     chunks: List[ChunkSpec]
     run_meta: dict
     components: dict
+    weighted: list = field(default_factory=list)
+    logg_max: Optional[float] = None
 
     @property
     def n_chunks(self) -> int:
@@ -276,6 +289,19 @@ def _split(n: int, size: int) -> List[int]:
     return [base + (1 if i < rest else 0) for i in range(k)]
 
 
+def giant_limit(recipe: Recipe) -> Optional[float]:
+    """The log g upper limit of the recipe's selection cuts (``{type = "range", column = "logg", max = X}``), or None.
+
+    In magnitude mode the stars are then generated only where they can pass it (``populate(logg_max=X)``), which
+    for a giant survey like APOGEE avoids generating, and sampling points for, the dwarfs near the Sun.
+    """
+    if recipe.populations.mode != "magnitude":
+        return None
+    lims = [float(c["max"]) for c in recipe.selection.cuts
+            if c.get("type") == "range" and c.get("column") == "logg" and c.get("max") is not None]
+    return min(lims) if lims else None
+
+
 def make_plan(recipe: Recipe, model, seed: int, scale: float = 1.0) -> RunPlan:
     """The plan of a run (deterministic given the recipe, model, seed and scale; see the module docstring).
 
@@ -301,6 +327,7 @@ def make_plan(recipe: Recipe, model, seed: int, scale: float = 1.0) -> RunPlan:
     from . import __version__
     from .model.registry import MODELS
     from .model.sampling import ComponentSampler, as_region
+    from .model.sampling.weighted import weighted_scheme
     from .observe import solar_parameters
     from .populate import MagnitudeSelection, load_populations
 
@@ -312,14 +339,18 @@ def make_plan(recipe: Recipe, model, seed: int, scale: float = 1.0) -> RunPlan:
     finder = _sampling_finder(model)
     K = recipe.sample.azimuth_copies
     plan_ss = np.random.SeedSequence(int(seed), spawn_key=(_PLAN_KEY,))
-    samplers, selections, pmass, chunks, comps = [], [], [], [], {}
+    samplers, selections, pmass, chunks, comps, weighted = [], [], [], [], {}, []
+    logg_max = giant_limit(recipe)
+    sf = build_selection_function(recipe)
+    footprint = sf.footprint if sf is not None else None
     n_pilot = int(np.clip(50 * recipe.sample.pilot, 20_000, 100_000)) * K
     for ci, (name, ss) in enumerate(zip(names, plan_ss.spawn(len(names)))):
         t0 = time.perf_counter()
         rng = np.random.default_rng(ss)
         cp = pops[name]
         if P.mode == "magnitude":
-            sel = MagnitudeSelection(cp, P.limit, P.band, None, solar, m_min=P.m_min)
+            sel = MagnitudeSelection(cp, P.limit, P.band, None, solar, m_min=P.m_min, logg_max=logg_max,
+                                     footprint=footprint)
             d_max = sel.d_max
         else:
             sel = None
@@ -335,16 +366,28 @@ def make_plan(recipe: Recipe, model, seed: int, scale: float = 1.0) -> RunPlan:
         need = int(np.ceil(1.05 * scale * m_sel * d_max))
         cap = max(int(np.ceil(recipe.sample.max_points * scale)), 1)
         n = max(min(need, cap), 100)
+        scheme = None
         if need > cap:
-            log.warning("component %r: %d points needed for <= 1 star per point, capped at %d; excess stars dropped "
-                        "(raise [sample] max_points or lower --scale)", name, need, cap)
+            # too few points for one star per point: an importance-weighted mock (each kept proposal a weighted
+            # star, populate overflow='weight') instead of thinning, which would drop the excess stars unevenly
+            scheme = weighted_scheme(smp, rng, _KEEP_FRACTION)
+            log.warning("component %r: %d points needed for <= 1 star per point, capped at %d: an importance-"
+                        "weighted mock (column 'weight' = expected stars per row; raise [sample] max_points or lower "
+                        "--scale for a Poisson realisation)", name, need, cap)
+        first = len(chunks)
         for npts in _split(n, recipe.run.chunk_points):
             chunks.append(ChunkSpec(len(chunks), ci, npts))
+        if scheme is not None:
+            n_pos = sum(scheme.positions_for(c.n_points, K) for c in chunks[first:])
+            weighted.append((scheme, n_pos))
+        else:
+            weighted.append(None)
         d = smp.diagnostics()
         comps[name] = {"selected_mass_Msun": m_sel, "mass_error_Msun": m_err, "points_needed": need,
                        "points_cap": cap, "points": n, "capped": need > cap, "particle_mass_Msun": m_sel / n,
                        "plan_proposals": d.n_proposals, "plan_acceptance": d.acceptance, "ess_fraction": d.ess_fraction,
-                       "azimuth_copies": K, "plan_seconds": round(time.perf_counter() - t0, 3)}
+                       "azimuth_copies": K, "weighted": scheme is not None,
+                       "plan_seconds": round(time.perf_counter() - t0, 3)}
         samplers.append(smp.fork())
         selections.append(sel)
         pmass.append(m_sel / n)
@@ -367,8 +410,11 @@ def make_plan(recipe: Recipe, model, seed: int, scale: float = 1.0) -> RunPlan:
                 "model": recipe.model.source, "references": references, "component_names": list(names),
                 "n_chunks": len(chunks), "model_sha256": h.hexdigest()}
     return RunPlan(recipe, int(seed), float(scale), list(names), samplers, selections, pmass, pops, solar, chunks,
-                   run_meta, comps)
+                   run_meta, comps, weighted, logg_max)
 
+
+#: rejection-control keep fraction of importance-weighted components (mocksky.model.sampling.weighted)
+_KEEP_FRACTION = 0.2
 
 # ------------------------------------------------------------------------------------------------------ chunks
 _SF_CACHE: Dict[str, object] = {}
@@ -417,17 +463,28 @@ def run_chunk(plan: RunPlan, index: int, directory: Union[str, os.PathLike]) -> 
     t = time.perf_counter()
     smp = plan.samplers[ci].fork()
     c0 = smp.counters()
-    pv, J = smp.sample(spec.n_points, np.random.default_rng(s_sample))
+    wplan = plan.weighted[ci] if plan.weighted else None
+    if wplan is None:
+        pv, J = smp.sample(spec.n_points, np.random.default_rng(s_sample))
+        pm = np.full(len(pv), plan.particle_mass[ci])
+    else:
+        from .model.sampling.weighted import weighted_draw
+
+        scheme, n_total = wplan
+        pv, J, wk, _ = weighted_draw(smp, scheme.positions_for(spec.n_points, smp.azimuth_copies), scheme,
+                                     np.random.default_rng(s_sample))
+        pm = scheme.norm * wk / n_total
     c1 = smp.counters()
     n = len(pv)
-    parts = Particles(pv, np.full(n, plan.particle_mass[ci]), np.zeros(n, dtype=np.int32), J, (name,))
+    parts = Particles(pv, pm, np.zeros(n, dtype=np.int32), J, (name,))
     sel = plan.selections[ci]
     mass = (sel.point_mass(parts) if sel is not None else parts.mass) * plan.scale
     secs["sample"] = time.perf_counter() - t
 
     t = time.perf_counter()
     tab = populate(parts, plan.populations, mode=P.mode, m_min=P.m_min, band=P.band, limit=P.limit, extinction=None,
-                   solar=plan.solar, rng=np.random.default_rng(s_pop), mass=mass, overflow="clip")
+                   solar=plan.solar, rng=np.random.default_rng(s_pop), mass=mass,
+                   overflow="clip" if wplan is None else "weight", logg_max=plan.logg_max)
     tab["component"] = np.full(len(tab), ci, dtype=np.int16)
     pop_info = dict(tab.meta["populate"]["components"].get(name, {}))
     secs["populate"] = time.perf_counter() - t
@@ -445,7 +502,7 @@ def run_chunk(plan: RunPlan, index: int, directory: Union[str, os.PathLike]) -> 
     n_sel = None
     if sf is not None:
         p = sf.apply(tab)
-        n_sel = float(np.sum(p))
+        n_sel = float(np.sum(p * tab["weight"])) if "weight" in tab else float(np.sum(p))
         if recipe.selection.mode == "sample":
             tab = tab.select(np.random.default_rng(s_sel).random(len(p)) < p)
     secs["select"] = time.perf_counter() - t
