@@ -42,7 +42,8 @@ the full counts. The number of points per component is capped at ``[sample] max_
 cap binds, the component becomes an importance-weighted mock: its points are every proposal kept by rejection control
 (:mod:`mocksky.model.sampling.weighted`, unequal masses) and each becomes one star carrying its expected number of
 stars in the column ``weight`` (``populate(overflow='weight')``); weighted sums estimate counts, and the comparison
-stage weights by it. Rows of uncapped components have ``weight = 1``.
+stage weights by it. Rows of uncapped components have ``weight = 1``. ``[sample] method = "weighted"`` makes every
+component importance-weighted with ``max_points`` points (much faster than rejection for a peaked selection).
 
 Giants: a recipe cut ``{type = "range", column = "logg", max = X}`` in magnitude mode restricts the generated stars
 to log g <= X (:func:`giant_limit`); the survey's sky footprint (:meth:`mocksky.select.SelectionFunction.footprint`,
@@ -365,9 +366,12 @@ def make_plan(recipe: Recipe, model, seed: int, scale: float = 1.0) -> RunPlan:
                               "region and the magnitude limit")
         need = int(np.ceil(1.05 * scale * m_sel * d_max))
         cap = max(int(np.ceil(recipe.sample.max_points * scale)), 1)
-        n = max(min(need, cap), 100)
+        forced = recipe.sample.method == "weighted"
+        n = max(cap if forced else min(need, cap), 100)
         scheme = None
-        if need > cap:
+        if forced:
+            scheme = weighted_scheme(smp, rng, _KEEP_FRACTION)
+        elif need > cap:
             # too few points for one star per point: an importance-weighted mock (each kept proposal a weighted
             # star, populate overflow='weight') instead of thinning, which would drop the excess stars unevenly
             scheme = weighted_scheme(smp, rng, _KEEP_FRACTION)
@@ -384,7 +388,7 @@ def make_plan(recipe: Recipe, model, seed: int, scale: float = 1.0) -> RunPlan:
             weighted.append(None)
         d = smp.diagnostics()
         comps[name] = {"selected_mass_Msun": m_sel, "mass_error_Msun": m_err, "points_needed": need,
-                       "points_cap": cap, "points": n, "capped": need > cap, "particle_mass_Msun": m_sel / n,
+                       "points_cap": cap, "points": n, "capped": need > cap and not forced, "particle_mass_Msun": m_sel / n,
                        "plan_proposals": d.n_proposals, "plan_acceptance": d.acceptance, "ess_fraction": d.ess_fraction,
                        "azimuth_copies": K, "weighted": scheme is not None,
                        "plan_seconds": round(time.perf_counter() - t0, 3)}

@@ -23,7 +23,10 @@ Sections (all tables; only ``[model]`` is required, every other key has a defaul
                    by the run's scale), pilot (pilot points per component; the plan's pilot runs
                    clip(50 pilot, 2e4, 1e5) proposals), azimuth_copies (K >= 1 azimuths tried per (R, z, v) proposal
                    with shared actions: exact marginals, K-fold correlation in the meridional phase space; see
-                   :mod:`mocksky.model.sampling.sampler`)
+                   :mod:`mocksky.model.sampling.sampler`), method ('rejection': equal-mass points, one star per
+                   point, importance-weighted only where max_points binds; 'weighted': always an importance-weighted
+                   mock of max_points points per component (:mod:`mocksky.model.sampling.weighted`), much faster when
+                   the selection is peaked; rows carry the column 'weight')
     [run]          chunk_points (DF points per chunk, default 250000: a run is a fixed list of chunks of at most this
                    many points, each an independent unit of work with its own random stream and output part; it
                    bounds the memory of a worker and never depends on the number of workers)
@@ -109,6 +112,7 @@ class SampleSection:
     max_points: int = 200_000
     pilot: int = 2000
     azimuth_copies: int = 1
+    method: str = "rejection"
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,7 @@ _SECTIONS = {"recipe": None, "model": ModelSection, "populations": PopulationsSe
              "output": OutputSection, "compare": CompareSection,
              "run": RunSection}
 _MODES = ("magnitude", "volume", "none")
+_SAMPLE_METHODS = ("rejection", "weighted")
 _SELECTION_MODES = ("weight", "sample")
 _FORMATS = ("hdf5", "parquet", "fits")
 _PARTICLE_FORMATS = ("gadget4", "text", "hdf5")
@@ -323,7 +328,8 @@ def _sample(raw) -> SampleSection:
     k = _typed(w, "azimuth_copies", raw.get("azimuth_copies", 1), int)
     if not 1 <= k <= 1024:
         raise RecipeError(f"{w}.azimuth_copies: an integer in [1, 1024], got {k}")
-    return SampleSection(region, comps, mp, pilot, k)
+    method = _choice(w, "method", raw.get("method", "rejection"), _SAMPLE_METHODS)
+    return SampleSection(region, comps, mp, pilot, k, method)
 
 
 def _run(raw) -> RunSection:

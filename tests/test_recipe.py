@@ -64,6 +64,7 @@ def test_defaults():
     ("[sample]\nregion = {shape = 'cube', side = 1}\n", ["[sample].region", "cube"]),
     ("[sample]\nmax_points = 1e5\n", ["[sample].max_points", "expected an integer"]),
     ("[sample]\nradius = 1.0\n", ["[sample]", "unknown key 'radius'"]),
+    ("[sample]\nmethod = 'importance'\n", ["[sample].method", "importance", "weighted"]),
     ("[output]\nformat = 'csv'\n", ["[output].format", "csv", "hdf5"]),
     ("[output]\ncolumns = ['ra', 'declination']\n", ["[output].columns", "declination"]),
     ("[compare]\nscheme = 'bv25'\n", ["[compare].scheme", "bv25", "bv24"]),
