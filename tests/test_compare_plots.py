@@ -83,3 +83,13 @@ def test_healpix_map_png(tmp_path):
         plot_healpix_map(counts.map(), tmp_path / "x.png")
     with pytest.raises(ValueError, match="disagrees"):
         plot_healpix_map(counts, tmp_path / "x.png", nest=False)
+
+
+def test_component_grid_with_reference(tmp_path):
+    """The published M0 counts drawn as a reference curve beside a model."""
+    from mocksky.compare import load_bv24
+    from mocksky.compare.plots import plot_component_grid
+
+    obs = load_bv24()
+    p = plot_component_grid(obs.observed, obs.m0, "vphi", tmp_path / "g.png", reference=obs.m0)
+    assert p.is_file() and p.stat().st_size > 10000

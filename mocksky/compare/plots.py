@@ -137,8 +137,7 @@ def plot_cell_column(observed: VelocityHistograms, model: Optional[VelocityHisto
             if r == len(rows) - 1:
                 ax.set_xlabel(_LABEL.get(c, c), fontsize=9)
     R0, R1 = cells.R_edges[iR], cells.R_edges[iR + 1]
-    lab = f"{observed.label} (black)" + (f" vs {model.label} (red)" if model is not None else "") + \
-        (f", {reference.label} (blue dashed)" if reference is not None else "")
+    lab = f"{observed.label} (black)" + (f" vs {model.label} (red)" if model is not None else "")
     fig.suptitle(title or f"R in ({R0:g}, {R1:g}] kpc: {lab}\n"
                  "top left: mean, dispersion [km/s]; top right: data's mean (R, |z|) [kpc]", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
