@@ -243,7 +243,7 @@ class EnergyGrid:
     Raises
     ------
     ValueError
-        If E_c(R) is not strictly increasing on the outer three quarters of the grid (no stable circular orbits).
+        If E_c(R) is not strictly increasing on the outer half of the grid (no stable circular orbits).
     """
 
     def __init__(self, func, params, rmin: float, rmax: float, n: int = 400):
@@ -258,7 +258,7 @@ class EnergyGrid:
         # (the ring's outward pull beats the core's inward pull); orbits there are clamped to the first node
         bad = np.flatnonzero(~ok)
         i0 = int(bad[-1]) + 1 if bad.size else 0
-        if i0 > (int(n) - 1) // 4 or i0 >= int(n) - 4:
+        if i0 > (int(n) - 1) // 2 or i0 >= int(n) - 4:
             raise ValueError("the circular-orbit energy E_c(R) of this potential is not strictly increasing on "
                              f"[{math.exp(logR[min(i0, int(n) - 1)]):.4g}, {rmax}] kpc: the action finders need "
                              "stable circular orbits")

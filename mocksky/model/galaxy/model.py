@@ -24,7 +24,7 @@ from ... import __version__
 from ...units import G
 from ..ini import AgamaIni, parse_ini
 from ..potential import Composite
-from ..registry import resolve_model_file
+from ..registry import builtin_grids, resolve_model_file
 from .moments import VelocityIntegrator
 from .selfconsistent import (ComponentSpec, IterationRecord, components_from_ini, grid_density, iterate_model,
                              make_action_finder)
@@ -38,7 +38,8 @@ MODEL_FORMAT = 1
 #: Radii of the rotation curve in :func:`model_report` [kpc].
 REPORT_RADII = (1.0, 2.0, 4.0, 6.0, 8.27, 10.0, 12.0, 15.0, 20.0)
 #: Defaults of the options of :meth:`GalaxyModel.build` that enter the cache key.
-_BUILD_DEFAULTS = dict(max_iterations=4, tol=1e-4, use_action_interpolation=None, integrator_options=None)
+_BUILD_DEFAULTS = dict(max_iterations=4, tol=1e-4, use_action_interpolation=None, integrator_options=None,
+                       grids=None)
 
 
 def default_cache_dir() -> Path:
@@ -120,6 +121,8 @@ class GalaxyModel:
         self.build_seconds = float(build_seconds)
         self.use_action_interpolation = bool(use_action_interpolation)
         self.integrator_options = dict(integrator_options or {})
+        #: {DF label: SelfConsistentModel label} grid override used in the build (see components_from_ini)
+        self.grids: Dict[str, str] = {}
         data = ini.get("Data", "")
         self.R0 = float(data.get_float("SolarRadius", 8.27)) if data is not None else 8.27
         self._af = None
@@ -134,7 +137,8 @@ class GalaxyModel:
 
     @classmethod
     def build(cls, source, max_iterations: int = 4, tol: float = 1e-4, use_action_interpolation: Optional[bool] = None,
-              integrator_options: Optional[dict] = None, callback=None) -> "GalaxyModel":
+              integrator_options: Optional[dict] = None, callback=None,
+              grids: Optional[Dict[str, str]] = None) -> "GalaxyModel":
         """Build a model by self-consistent iteration.
 
         Parameters
@@ -151,6 +155,9 @@ class GalaxyModel:
             Options of :class:`~.moments.VelocityIntegrator`.
         callback : callable, optional
             Called with each :class:`~.selfconsistent.IterationRecord`.
+        grids : dict, optional
+            ``{DF label: SelfConsistentModel label}`` (see :func:`~.selfconsistent.components_from_ini`); default:
+            the built-in model's own (``bv24_m0``: the bulge on the disc grid, as in the authors' code), else none.
 
         Returns
         -------
@@ -163,7 +170,9 @@ class GalaxyModel:
         """
         ini = cls._read(source)
         t0 = time.perf_counter()
-        comps = components_from_ini(ini)
+        if grids is None:
+            grids = builtin_grids(source)
+        comps = components_from_ini(ini, grids)
         if use_action_interpolation is None:
             sec = ini.get("SelfConsistentModel", "")
             use_action_interpolation = bool(sec.get_bool("useActionInterpolation", False)) if sec is not None else False
@@ -172,7 +181,9 @@ class GalaxyModel:
         pot, recs = iterate_model(ini, comps, max_iterations=max_iterations, tol=tol,
                                   interpolate=use_action_interpolation, R0=R0, integrator_options=integrator_options,
                                   callback=callback)
-        return cls(ini, pot, comps, recs, time.perf_counter() - t0, use_action_interpolation, integrator_options)
+        model = cls(ini, pot, comps, recs, time.perf_counter() - t0, use_action_interpolation, integrator_options)
+        model.grids = dict(grids or {})
+        return model
 
     @staticmethod
     def cache_key(source, **build_options) -> str:
@@ -183,6 +194,8 @@ class GalaxyModel:
             text = Path(resolve_model_file(source)).read_text()
         options = dict(_BUILD_DEFAULTS)
         options.update({k: v for k, v in build_options.items() if k != "callback"})
+        if options.get("grids") is None:
+            options["grids"] = builtin_grids(source)
         blob = json.dumps({"ini": text, "options": options, "format": MODEL_FORMAT, "version": __version__},
                           sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
@@ -232,6 +245,7 @@ class GalaxyModel:
         meta = {"format": MODEL_FORMAT, "version": __version__, "build_seconds": self.build_seconds,
                 "use_action_interpolation": self.use_action_interpolation,
                 "integrator_options": self.integrator_options,
+                "grids": self.grids,
                 "iterations": [r.as_dict() for r in self.iterations],
                 "components": [{"name": c.name, "grid_kind": c.grid_kind, "grid": c.grid, "is_df": c.is_df}
                                for c in self.components]}
@@ -272,7 +286,7 @@ class GalaxyModel:
                 raise ValueError(f"{path}: model format {meta.get('format')} (expected {MODEL_FORMAT})")
             ipath = str(d["ini_path"])
             ini = parse_ini(str(d["ini_text"]), path=Path(ipath) if ipath else None)
-            comps = components_from_ini(ini)
+            comps = components_from_ini(ini, meta.get("grids") or None)
             if [c.name for c in comps] != [m["name"] for m in meta["components"]]:
                 raise ValueError(f"{path}: components differ from those of the stored INI text")
             for i, c in enumerate(comps):
@@ -282,8 +296,10 @@ class GalaxyModel:
                     c.density = grid_density(c, d[f"comp{i}_values"])
             pot = _potential_from_arrays(d)
         recs = [IterationRecord(**r) for r in meta["iterations"]]
-        return cls(ini, pot, comps, recs, meta["build_seconds"], meta["use_action_interpolation"],
-                   meta.get("integrator_options"))
+        model = cls(ini, pot, comps, recs, meta["build_seconds"], meta["use_action_interpolation"],
+                    meta.get("integrator_options"))
+        model.grids = dict(meta.get("grids") or {})
+        return model
 
     # ------------------------------------------------------------------ access
     def component(self, name: str) -> ComponentSpec:

@@ -522,9 +522,11 @@ class VelocityIntegrator:
                 has = drop.any(axis=1) & (f0 > 0)
                 first = np.argmax(drop, axis=1)
                 dest[has] = Jgrid[first[has]]
-        sigR = np.sqrt(kappa[:, None] * JrS)
-        sigz = np.sqrt(nu[:, None] * JzS)
+        # kappa^2 < 0 (NaN kappa) where circular orbits are unstable (a cored centre inside a gas hole): those
+        # scales are non-finite and replaced by the escape-speed bound below
         with np.errstate(divide="ignore", invalid="ignore"):
+            sigR = np.sqrt(kappa[:, None] * JrS)
+            sigz = np.sqrt(nu[:, None] * JzS)
             ratio = np.where(Om > 0, kappa / (2 * Om), 1.0)
         sigp = sigR * np.clip(ratio, 0.3, 1.0)[:, None]
         V = np.sqrt(np.maximum(-2 * Phi, 0.0))

@@ -23,10 +23,13 @@ Mapping of INI sections to components (following the section comments of the BV2
 Agama's example_self_consistent_model_mw.py, where the dark halo is a spheroidal component and the
 bulge, the discs and the stellar halo form one disc-like component)
 --------------------------------------------------------------------------------------------------
-* every ``[DF <label>]`` section is a component. Its density grid is the
-  ``[SelfConsistentModel <label>]`` section with the same label if there is one (BV24's ``bulge``);
-  else ``[SelfConsistentModel halo]`` if the label contains ``dark`` (the dark halo);
-  else ``[SelfConsistentModel disk]`` (discs, stellar halo, BV23's bulge).
+* every ``[DF <label>]`` section is a component. Its density grid is the section named by the
+  ``grids`` override if given (``{DF label: SelfConsistentModel label}``; the built-in ``bv24_m0``
+  maps ``bulge`` to ``disk``, as the authors' AgamaChemo ``mains/getPhi.cpp`` puts all six stellar DFs,
+  bulge included, into one ComponentWithDisklikeDF on ``[SelfConsistentModel disk]`` and never reads
+  ``[SelfConsistentModel bulge]``); else the ``[SelfConsistentModel <label>]`` section with the same
+  label if there is one; else ``[SelfConsistentModel halo]`` if the label contains ``dark`` (the dark
+  halo); else ``[SelfConsistentModel disk]`` (discs, stellar halo, BV23's bulge).
 * A grid section with ``rminSph/rmaxSph/sizeRadialSph/lmaxAngularSph`` is spherical: log-spaced radii
   and lmax/2 + 1 Gauss-Legendre nodes in cos(theta) in [0, 1] (Agama's "beams"), projected on even
   Legendre polynomials; the component goes into the Multipole. A section with
@@ -327,13 +330,21 @@ def _grid_of(sec: IniSection):
                      f"{list(_CYL_KEYS)} (cylindrical)")
 
 
-def components_from_ini(ini: AgamaIni) -> List[ComponentSpec]:
+def components_from_ini(ini: AgamaIni, grids: Optional[Dict[str, str]] = None) -> List[ComponentSpec]:
     """The components of a self-consistent model described by an INI file (mapping in the module docstring).
+
+    Parameters
+    ----------
+    ini : AgamaIni
+    grids : dict, optional
+        ``{DF label: SelfConsistentModel label}`` overriding the default grid of those components
+        (case-insensitive), e.g. ``{"bulge": "disk"}``.
 
     Raises
     ------
     ValueError
-        No [DF ...] section, or a DF has no usable [SelfConsistentModel ...] grid section.
+        No [DF ...] section, a DF has no usable [SelfConsistentModel ...] grid section, or ``grids`` names an
+        unknown DF or grid section.
     """
     from ..df import df_from_section
 
@@ -341,10 +352,19 @@ def components_from_ini(ini: AgamaIni) -> List[ComponentSpec]:
     if not dfsecs:
         raise ValueError(f"{ini.path or 'INI'}: no [DF ...] section: nothing to make self-consistent")
     scm = {s.label.lower(): s for s in ini.of_kind("SelfConsistentModel") if s.label}
+    over = {str(k).lower(): str(v).lower() for k, v in (grids or {}).items()}
+    labels = {s.label.lower() for s in dfsecs}
+    for k, v in over.items():
+        if k not in labels:
+            raise ValueError(f"grids: no [DF {k}] section; DF components: {sorted(labels)}")
+        if v not in scm:
+            raise ValueError(f"grids[{k!r}]: no [SelfConsistentModel {v}] section; grid sections: {sorted(scm)}")
     comps: List[ComponentSpec] = []
     for sec in dfsecs:
         label = sec.label.lower()
-        if label in scm:
+        if label in over:
+            gsec = scm[over[label]]
+        elif label in scm:
             gsec = scm[label]
         elif "dark" in label and "halo" in scm:
             gsec = scm["halo"]
