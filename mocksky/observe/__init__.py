@@ -25,7 +25,8 @@ from .dust import (SFD_EBV_TO_A0, DustMap, DustmapsAdapter, HealpixDustMap2D, He
 from .errors import (ApogeeErrorModel, ErrorModel, ExactMeasurements, GaiaErrorModel, available_error_models,
                      error_model, magnitude_uncertainty, parallax_uncertainty, proper_motion_uncertainty,
                      radial_velocity_uncertainty)
-from .extinction import BANDS, ExtinctionModel, add_apparent_magnitudes, add_band_extinctions, distance_modulus
+from .extinction import (BANDS, ExtinctionFloor, ExtinctionModel, add_apparent_magnitudes, add_band_extinctions,
+                         distance_modulus)
 from .frames import (K_PM, add_galactocentric, add_observed_galactocentric, add_sky_coordinates,
                      cylindrical_to_galactocentric, frame_matrices, galactic_to_icrs, galactocentric_to_cylindrical, galactocentric_to_sky, icrs_to_galactic,
                      sky_to_galactocentric)
@@ -38,7 +39,7 @@ __all__ = [
     "add_galactocentric", "add_observed_galactocentric",
     "DustMap", "HealpixDustMap3D", "HealpixDustMap2D", "DustmapsAdapter", "NoDust", "dust_map",
     "available_dust_maps", "add_dust", "SFD_EBV_TO_A0",
-    "ExtinctionModel", "BANDS", "add_band_extinctions", "add_apparent_magnitudes", "distance_modulus",
+    "ExtinctionModel", "ExtinctionFloor", "BANDS", "add_band_extinctions", "add_apparent_magnitudes", "distance_modulus",
     "ErrorModel", "GaiaErrorModel", "ApogeeErrorModel", "ExactMeasurements", "error_model", "available_error_models",
     "parallax_uncertainty", "proper_motion_uncertainty", "magnitude_uncertainty", "radial_velocity_uncertainty",
     "observe",

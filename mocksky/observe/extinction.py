@@ -29,7 +29,7 @@ import numpy as np
 from .. import data
 from ..catalogue.schema import StarTable
 
-__all__ = ["ExtinctionModel", "BANDS", "EXTINCTION_COLUMNS", "MAGNITUDE_COLUMNS", "add_band_extinctions",
+__all__ = ["ExtinctionModel", "ExtinctionFloor", "BANDS", "EXTINCTION_COLUMNS", "MAGNITUDE_COLUMNS", "add_band_extinctions",
            "add_apparent_magnitudes", "distance_modulus"]
 
 #: mocksky band names, in column order.
@@ -193,6 +193,69 @@ class ExtinctionModel:
 
     def __repr__(self) -> str:
         return f"ExtinctionModel(law={self.law!r}, R0={self.R0})"
+
+
+class ExtinctionFloor:
+    """Lower bound of a band's extinction along lines of sight, for magnitude-limited sampling.
+
+    ``A_floor(l, b, d) = g(A0(l, b, d)) - margin`` (>= 0), where A0 is the dust map's value and
+    ``g(A0) = min over Teff of A_X(A0, Teff)`` (the :class:`ExtinctionModel`'s polynomial, Teff over its fit
+    range), made non-decreasing in A0 and tabulated on 241 A0 nodes (0 and 1e-3 ... 20 mag, geometric; beyond
+    20 mag A_X is linear in A0, as in the model). Every star whose extinction the same map and model give has
+    ``A_X >= A_floor``, so a sampler or :func:`mocksky.populate.populate` that drops stars fainter than the limit
+    with ``A_floor`` keeps every star the extincted limit can keep (the ``margin`` covers the interpolation
+    between nodes).
+
+    Parameters
+    ----------
+    band : str
+        ``G, BP, RP, GRVS, J, H, Ks`` (case-insensitive; also ``g, bp, ..., ks``).
+    dust : str or DustMap
+        As in :func:`mocksky.observe.dust_map`.
+    model : ExtinctionModel, optional
+        Default ``ExtinctionModel("F99", R0=3.1)`` (the default of :func:`mocksky.observe.observe`).
+    margin : float
+        Subtracted from the bound [mag] (default 0.01).
+
+    Raises
+    ------
+    KeyError
+        Unknown band or dust map (the message lists the allowed names).
+    ValueError
+        Negative margin.
+    """
+
+    def __init__(self, band: str, dust="combined19", model: Optional["ExtinctionModel"] = None,
+                 margin: float = 0.01):
+        from .dust import dust_map
+
+        key = str(band).lower()
+        if key not in BANDS:
+            raise KeyError(f"ExtinctionFloor: unknown band {band!r}; allowed: {[b.upper() for b in BANDS]}")
+        if not margin >= 0:
+            raise ValueError(f"ExtinctionFloor: margin must be >= 0 mag, got {margin}")
+        self.band, self.margin = key, float(margin)
+        self.dust = dust_map(dust)
+        self.model = model if model is not None else ExtinctionModel()
+        a0 = np.concatenate([[0.0], np.geomspace(1e-3, self.model.a0_range[1], 240)])
+        teff = np.geomspace(self.model.teff_range[0], self.model.teff_range[1], 96)
+        ax = self.model.extinction(key, a0[:, None], teff[None, :]).min(axis=1)
+        self._a0 = a0
+        self._ax = np.minimum.accumulate(ax[::-1])[::-1]   # the largest non-decreasing function below ax
+        self._slope = float(self._ax[-1] / a0[-1])
+
+    def from_a0(self, a0) -> np.ndarray:
+        """The bound for given A0 values [mag]."""
+        a0 = np.asarray(a0, dtype=np.float64)
+        a = np.where(a0 > self._a0[-1], a0 * self._slope, np.interp(a0, self._a0, self._ax))
+        return np.maximum(a - self.margin, 0.0)
+
+    def __call__(self, l_deg, b_deg, distance_kpc) -> np.ndarray:
+        """``A_floor`` [mag] at Galactic (l, b) [deg] and distance [kpc] (broadcast)."""
+        return self.from_a0(self.dust.a0(l_deg, b_deg, distance_kpc))
+
+    def __repr__(self) -> str:
+        return f"ExtinctionFloor(band={self.band!r}, dust={self.dust!r}, margin={self.margin})"
 
 
 def add_band_extinctions(table: StarTable, model: Optional[ExtinctionModel] = None,
