@@ -184,3 +184,40 @@ def test_registry_and_exact():
     assert "j_m" not in t and np.isnan(t["grvs_mag"][1])
     with pytest.raises(ValueError, match="j_m_true"):
         ExactMeasurements(strict=True).apply(t)
+
+
+def test_apogee_distance_errors_reproduce_the_cut_sample(shared_data):
+    """The table lists the mean distance uncertainty of stars that passed the BV24 cut (< 0.75 kpc). Drawn per-star
+    uncertainties, cut at 0.75 kpc, reproduce those means (Monte Carlo, 2e5 stars per row): within 10 % for the rows
+    within 16 kpc (>= 95 real stars each), 25 % beyond (the fit's worst row: 22 % at 22-23 kpc, 37 real stars)."""
+    table_path = shared_data / "observed" / "bv24_apogee_gaia" / "gaia_errors.csv"
+    model = ApogeeErrorModel(table_path)
+    assert model.distance_error_cut == 0.75 and len(model.fractional_error_params) == 4
+    rng = np.random.default_rng(5)
+    d = model.bin_centres()
+    es = model.tables["distance_error"]
+    completeness = []
+    for i, di in enumerate(d):
+        s = model.draw_distance_errors(np.full(200_000, di), rng)
+        keep = s < 0.75
+        completeness.append(keep.mean())
+        tol = 0.10 if di < 16 else 0.25
+        assert abs(s[keep].mean() / es[i] - 1) < tol, (di, s[keep].mean(), es[i])
+    completeness = np.array(completeness)
+    assert completeness[0] == 1.0 and completeness[4] > 0.9 and completeness[8] < 0.6  # 0.5, 4.5, 8.5 kpc
+    assert np.all(np.diff(completeness) <= 1e-3)
+    mean, p = model.distance_error_survivor_mean(d)
+    np.testing.assert_allclose(p, completeness, atol=0.01)
+    # apply: per-star draws, so the sample cut removes distant stars
+    n = 20_000
+    t = StarTable({"distance": np.full(n, 10.0), "pmra_true": np.zeros(n), "pmdec_true": np.zeros(n),
+                   "radial_velocity_true": np.zeros(n), "feh": np.zeros(n), "alpha_fe": np.zeros(n)})
+    model.apply(t, rng=2)
+    assert 0.3 < np.mean(t["distance_error"] < 0.75) < 0.5
+    assert np.std(t["distance_obs"] - 10.0) == pytest.approx(np.sqrt(np.mean(t["distance_error"] ** 2)), rel=0.05)
+    # the table read literally: every star gets its row's mean, and nobody fails the cut
+    literal = ApogeeErrorModel(table_path, distance_error_cut=None)
+    assert literal.fractional_error_params is None
+    np.testing.assert_array_equal(literal.draw_distance_errors(np.array([10.5, 0.5]), rng), [es[10], es[0]])
+    with pytest.raises(ValueError, match="distance_error_cut"):
+        ApogeeErrorModel(table_path, distance_error_cut=0.0)

@@ -574,11 +574,27 @@ class ApogeeErrorModel:
         ``observed/bv24_apogee_gaia/gaia_errors.csv`` (not shipped as package data: GPL-3.0 origin).
     proper_motions, radial_velocity, abundances : bool
         Which measurements to scatter (distance_error is always written).
+    distance_error_cut : float or None
+        The sample's cut on the distance uncertainty [kpc] (BV24: 0.75) that the table's rows are conditioned on:
+        its ``Es_kpc`` is the mean uncertainty of the stars that *passed* the cut, so giving every mock star that
+        mean would let every distant star pass. With a cut, each star's ``distance_error`` is drawn from a
+        log-normal fractional error, ln(sigma_d / d) ~ N(mu0 + mu1 ln d, (exp(s0 + s1 ln d))^2), whose four
+        parameters are fitted (least squares, rows weighted by sqrt(N)) so that the mean of the draws below the
+        cut matches ``Es_kpc`` in every row; a ``distance_error < cut`` selection cut then removes distant stars as
+        the real sample's cut did (completeness ~96 % at 4.5 kpc, ~50 % at 8.5 kpc). None: every star gets its
+        row's mean (the table read literally; the cut then removes nobody).
+
+    Attributes
+    ----------
+    fractional_error_params : tuple of float or None
+        (mu0, mu1, s0, s1) of the fitted log-normal (None without a cut).
 
     Raises
     ------
     mocksky.data.DataNotFoundError
         If the table is not found.
+    ValueError
+        Malformed table, or a non-positive cut.
     """
 
     name = "apogee_bv24"
@@ -586,7 +602,7 @@ class ApogeeErrorModel:
              "radial_velocity_error": "EVlos_kms", "feh_error": "EFeH_dex", "alpha_fe_error": "EMgFe_dex"}
 
     def __init__(self, table_path: Optional[Union[str, Path]] = None, proper_motions: bool = True,
-                 radial_velocity: bool = True, abundances: bool = True):
+                 radial_velocity: bool = True, abundances: bool = True, distance_error_cut: Optional[float] = 0.75):
         path = Path(table_path) if table_path is not None else data.find(
             _APOGEE_FILE, hint="It is derived from AgamaChemo (GPL-3.0) and not shipped: copy shared/data/"
                                "observed/bv24_apogee_gaia/gaia_errors.csv into a MOCKSKY_DATA directory.")
@@ -598,9 +614,50 @@ class ApogeeErrorModel:
         self.path = str(path)
         self.bin_hi = hi
         self.tables = {col: np.array([float(r[src]) for r in rows]) for col, src in self._COLS.items()}
+        self.counts = np.array([float(r["N"]) for r in rows]) if "N" in rows[0] else np.ones(len(rows))
+        if distance_error_cut is not None and not float(distance_error_cut) > 0:
+            raise ValueError(f"ApogeeErrorModel: distance_error_cut must be > 0 kpc or None, got {distance_error_cut}")
+        self.distance_error_cut = None if distance_error_cut is None else float(distance_error_cut)
+        self.fractional_error_params = (None if self.distance_error_cut is None
+                                        else _fit_fractional_errors(self.bin_centres(), self.tables["distance_error"],
+                                                                    self.counts, self.distance_error_cut))
         self.proper_motions = bool(proper_motions)
         self.radial_velocity = bool(radial_velocity)
         self.abundances = bool(abundances)
+
+    def bin_centres(self) -> np.ndarray:
+        """Distance of each row [kpc]: its bin centre; the open last bin (> s_lo) at s_lo + 2 kpc."""
+        lo = np.r_[0.0, self.bin_hi[:-1]]
+        return np.where(np.isfinite(self.bin_hi), 0.5 * (lo + self.bin_hi), lo + 2.0)
+
+    def distance_error_survivor_mean(self, d) -> np.ndarray:
+        """Mean drawn distance uncertainty of stars at true distance d [kpc] that pass the cut [kpc] (the quantity
+        the table's ``Es_kpc`` lists), and the fraction that passes: ``(mean, completeness)``.
+
+        Raises
+        ------
+        ValueError
+            Without a cut.
+        """
+        if self.fractional_error_params is None:
+            raise ValueError("ApogeeErrorModel: no distance_error_cut, so no fitted fractional-error model")
+        return _survivor_mean(np.asarray(d, dtype=np.float64), self.fractional_error_params, self.distance_error_cut)
+
+    def draw_distance_errors(self, d, rng) -> np.ndarray:
+        """Per-star distance uncertainties [kpc] at true distances d [kpc] from the fitted log-normal (one normal per
+        star with a finite d > 0, in order); the table's row mean where there is no cut. NaN for non-finite d."""
+        d = np.asarray(d, dtype=np.float64)
+        if self.fractional_error_params is None:
+            k = np.searchsorted(self.bin_hi, np.where(np.isfinite(d), d, 0.0), side="left")
+            return np.where(np.isfinite(d), self.tables["distance_error"][k], np.nan)
+        mu0, mu1, s0, s1 = self.fractional_error_params
+        ok = np.isfinite(d) & (d > 0)
+        out = np.full(d.shape, np.nan)
+        out[np.isfinite(d) & (d == 0)] = 0.0
+        dd = d[ok]
+        ln_d = np.log(dd)
+        out[ok] = dd * np.exp(mu0 + mu1 * ln_d + np.exp(s0 + s1 * ln_d) * rng.standard_normal(dd.size))
+        return out
 
     def required_columns(self) -> list:
         """Columns :meth:`uncertainties` / :meth:`apply` read, given the enabled measurements."""
@@ -614,7 +671,8 @@ class ApogeeErrorModel:
         return cols
 
     def uncertainties(self, table: StarTable) -> Dict[str, np.ndarray]:
-        """Bin-mean uncertainties at each star's true distance (bin (k, k+1] kpc; d = 0 in the first bin).
+        """The table's bin-mean uncertainties at each star's true distance (bin (k, k+1] kpc; d = 0 in the first
+        bin); :meth:`apply` replaces the distance uncertainty by a draw when there is a cut.
 
         Raises
         ------
@@ -638,7 +696,8 @@ class ApogeeErrorModel:
 
     def apply(self, table: StarTable, rng=None) -> StarTable:
         """Write the uncertainties and the observed ``pmra, pmdec, radial_velocity, feh_obs, alpha_fe_obs,
-        distance_obs`` (normals drawn in that order, one per star with a finite distance).
+        distance_obs`` (with a cut, the distance uncertainties are drawn first (:meth:`draw_distance_errors`); then
+        normals in that order, one per star with a finite distance).
 
         Raises
         ------
@@ -647,6 +706,8 @@ class ApogeeErrorModel:
         """
         rng = np.random.default_rng(rng)
         sig = self.uncertainties(table)
+        if self.distance_error_cut is not None:
+            sig["distance_error"] = self.draw_distance_errors(table["distance"], rng)
         table["distance_error"] = sig["distance_error"]
         _scatter(table, sig, [("pmra_error", "pmra_true", "pmra"), ("pmdec_error", "pmdec_true", "pmdec"),
                               ("radial_velocity_error", "radial_velocity_true", "radial_velocity"),
@@ -662,10 +723,46 @@ class ApogeeErrorModel:
                                                 "APOGEE DR17 x Gaia DR3 x StarHorse mean uncertainties per 1-kpc bin",
                 "table": self.path, "proper_motions": self.proper_motions, "radial_velocity": self.radial_velocity,
                 "abundances": self.abundances,
-                "errors": "independent Gaussian (distance too); alpha_fe error = [Mg/Fe] error"}
+                "errors": "independent Gaussian (distance too); alpha_fe error = [Mg/Fe] error",
+                "distance_error_cut_kpc": self.distance_error_cut,
+                "distance_error_model": (None if self.fractional_error_params is None else
+                                         "ln(sigma_d/d) ~ N(mu0 + mu1 ln d, exp(s0 + s1 ln d)^2), (mu0, mu1, s0, s1) = "
+                                         + json.dumps([round(float(x), 6) for x in self.fractional_error_params])
+                                         + ", fitted to the table's means below the cut")}
 
     def __repr__(self) -> str:
         return f"ApogeeErrorModel({self.path!r})"
+
+
+def _survivor_mean(d: np.ndarray, params, cut: float):
+    """E[sigma | sigma < cut] and P(sigma < cut) for sigma = d f, ln f ~ N(mu0 + mu1 ln d, exp(s0 + s1 ln d)^2)."""
+    from scipy.special import ndtr
+
+    mu0, mu1, s0, s1 = params
+    ln_d = np.log(d)
+    mu, sg = mu0 + mu1 * ln_d, np.exp(s0 + s1 * ln_d)
+    a = (np.log(cut / d) - mu) / sg
+    p = ndtr(a)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = d * np.exp(mu + 0.5 * sg * sg) * ndtr(a - sg) / p
+    return np.where(p > 0, mean, np.nan), p
+
+
+def _fit_fractional_errors(d: np.ndarray, es: np.ndarray, n: np.ndarray, cut: float) -> tuple:
+    """(mu0, mu1, s0, s1) with the survivors' mean uncertainty matching the table rows (see ApogeeErrorModel)."""
+    from scipy.optimize import least_squares
+
+    w = np.sqrt(np.maximum(n, 1.0))
+
+    def resid(p):
+        m, _ = _survivor_mean(d, p, cut)
+        return np.where(np.isfinite(m), w * (m - es) / es, 1e3)
+
+    f0 = float(np.median(es[d < 4] / d[d < 4])) if np.any(d < 4) else 0.08
+    r = least_squares(resid, [np.log(f0), 0.0, np.log(0.3), 0.0], method="lm")
+    if not r.success:
+        raise ValueError(f"ApogeeErrorModel: fitting the fractional distance errors failed ({r.message})")
+    return tuple(float(x) for x in r.x)
 
 
 class ExactMeasurements:
