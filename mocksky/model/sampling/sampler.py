@@ -37,7 +37,12 @@ distance from the Sun in a magnitude-limited mock) and the actions dominate the 
 
 Sampling runs in two epochs: a pilot with the initial proposal, then a proposal whose position
 part is reweighted per node interval of the grid by the largest pilot weight there, so that the
-regions where q fits f least well do not set the envelope for the whole component. Both epochs'
+regions where q fits f least well do not set the envelope for the whole component. The adapted
+proposal is also non-uniform in azimuth: per node interval, the azimuth window is cut into N_PHI = 32
+bins whose probabilities follow the largest pilot weight in each (with a floor of 2 % of the
+interval's largest bin), and a copy's weight is divided by N_PHI p_bin. A selection function that
+depends on the position relative to the Sun (a magnitude limit, dust, a survey footprint) makes f S
+vary strongly with azimuth; the adapted azimuths put the proposals where f S is. Both epochs'
 acceptances are exact draws and are kept.
 
 The same weights give an importance-sampling estimate of the mass that is sampled,
@@ -67,6 +72,9 @@ import numpy as np
 
 from . import _kernels as SK
 from .proposal import T_NU, ComponentScales, Proposal, component_scales
+
+#: azimuth bins of the adapted proposal (per node interval of the grid)
+N_PHI = 32
 from .regions import Region, as_region
 
 log = logging.getLogger(__name__)
@@ -220,8 +228,11 @@ class Particles:
 class _Epoch:
     """Accumulators of one proposal epoch (the pilot, then the adapted proposal)."""
 
-    def __init__(self, cdf, Psum, logdens):
+    def __init__(self, cdf, Psum, logdens, phi_cdf=None, phi_logr=None):
         self.cdf, self.Psum, self.logdens = cdf, Psum, logdens
+        # azimuth proposal per node-interval group: cumulative probabilities of the N_PHI bins of the azimuth
+        # window and log(N_PHI p_bin) (None: uniform in the window)
+        self.phi_cdf, self.phi_logr = phi_cdf, phi_logr
         self.envelope: Optional[float] = None
         self.cap: Optional[float] = None
         self.n_x_tried = 0
@@ -375,7 +386,7 @@ class ComponentSampler:
         self.time_setup = time.perf_counter() - t0
         self.time_sampling = 0.0
 
-    def _make_epoch(self, P):
+    def _make_epoch(self, P, phi_cdf=None, phi_logr=None):
         prop = self.proposal
         Pr = P * self._frac
         if not Pr.sum() > 0:
@@ -383,7 +394,7 @@ class ComponentSampler:
         cdf = np.cumsum(Pr)
         with np.errstate(divide="ignore"):
             logdens = np.log(P) - np.log(prop.cell_V)
-        return _Epoch(cdf / cdf[-1], float(Pr.sum()), logdens)
+        return _Epoch(cdf / cdf[-1], float(Pr.sum()), logdens, phi_cdf, phi_logr)
 
     # ------------------------------------------------------------------ proposals
     def _propose(self, n: int, rng):
@@ -398,10 +409,24 @@ class ComponentSampler:
         R = np.sqrt(Ra * Ra + rng.random(nb) * (Rb * Rb - Ra * Ra))
         az = prop.cell_za[c] + rng.random(nb) * (prop.cell_zb[c] - prop.cell_za[c])
         z = np.where(rng.random(nb) < 0.5, az, -az)
-        if self._half is not None:
-            phi = self._phic[c][:, None] + self._half[c][:, None] * (2 * rng.random((nb, K)) - 1)
+        u = rng.random((nb, K))
+        grp = prop.cell_group[c]
+        if ep.phi_cdf is None:
+            jb = np.minimum((u * N_PHI).astype(np.int64), N_PHI - 1)
+            logr = None
         else:
-            phi = 2 * np.pi * rng.random((nb, K))
+            # u from the group's piecewise-constant density over the window: bin j with probability p_j, uniform
+            # inside it; the copy's proposal density is N_PHI p_j times the uniform one
+            cdf_g = ep.phi_cdf[grp]                                            # (nb, N_PHI)
+            jb = np.minimum(np.sum(cdf_g[:, None, :] <= u[:, :, None], axis=2), N_PHI - 1)
+            lo = np.take_along_axis(np.concatenate([np.zeros((nb, 1)), cdf_g[:, :-1]], axis=1), jb, axis=1)
+            hi = np.take_along_axis(cdf_g, jb, axis=1)
+            u = (jb + np.clip((u - lo) / np.maximum(hi - lo, 1e-300), 0.0, 1.0 - 1e-12)) / N_PHI
+            logr = ep.phi_logr[grp[:, None], jb]
+        if self._half is not None:
+            phi = self._phic[c][:, None] + self._half[c][:, None] * (2 * u - 1)
+        else:
+            phi = 2 * np.pi * u
         cphi, sphi = np.cos(phi), np.sin(phi)
         ep.n_x_tried += nb * K
         if self.region is not None:
@@ -410,8 +435,10 @@ class ComponentSampler:
             ep.n_x_ok += int(inside.sum())
             keep = inside.any(axis=1)
             if not keep.all():
-                R, az, z, c, cphi, sphi, inside = (R[keep], az[keep], z[keep], c[keep], cphi[keep], sphi[keep],
-                                                   inside[keep])
+                R, az, z, c, cphi, sphi, inside, jb = (R[keep], az[keep], z[keep], c[keep], cphi[keep], sphi[keep],
+                                                       inside[keep], jb[keep])
+                if logr is not None:
+                    logr = logr[keep]
         else:
             ep.n_x_ok += nb * K
             inside = None
@@ -433,9 +460,13 @@ class ComponentSampler:
         if inside is None:
             b = np.repeat(np.arange(m), K)
             cp, sp = cphi.ravel(), sphi.ravel()
+            jc = jb.ravel()
+            lr = logr.ravel() if logr is not None else None
         else:
             b, kk = np.nonzero(inside)
             cp, sp = cphi[b, kk], sphi[b, kk]
+            jc = jb[b, kk]
+            lr = logr[b, kk] if logr is not None else None
         Rb_, vRb, vphib = R[b], vR[b], vphi[b]
         posvel = np.column_stack([Rb_ * cp, Rb_ * sp, z[b], vRb * cp - vphib * sp, vRb * sp + vphib * cp, vz[b]])
         ok = ok_b[b]
@@ -465,9 +496,11 @@ class ComponentSampler:
         J = Jb[b]
         f = np.where(ok, fb[b], 0.0)
         lq = ep.logdens[c[b]] + lqv[b]
+        if lr is not None:
+            lq = lq + lr
         with np.errstate(over="ignore"):
             w = np.where(f > 0, f * S * np.exp(-lq), 0.0)
-        return posvel, J, w, prop.cell_group[c[b]]
+        return posvel, J, w, prop.cell_group[c[b]] * N_PHI + jc
 
     # ------------------------------------------------------------------ rejection loop
     def _accept(self, posvel, J, w, rng):
@@ -522,23 +555,40 @@ class ComponentSampler:
             left -= nb
 
     def _adapt(self) -> None:
-        """Multiply the cell probabilities by the largest pilot weight of their node interval."""
+        """Adapt the position proposal to the pilot weights (see the class docstring).
+
+        Per node-interval group g and azimuth bin j (N_PHI bins of the azimuth window) the largest pilot weight
+        m_gj is taken (the group's maximum where a bin was seen fewer than 30 times, at least 2 % of the group's
+        largest bin: a defensive floor). The azimuth proposal of group g becomes p_gj proportional to m_gj, and
+        the cells of group g are proposed in proportion to their initial probability times mean_j m_gj (the
+        largest weight left after the azimuth adaptation). Without a selection or region the weights do not
+        depend on azimuth and this reduces to the group maxima with uniform azimuths.
+        """
         prop = self.proposal
-        g = np.concatenate(self._pilot_groups) if self._pilot_groups else np.empty(0, dtype=np.int64)
+        code = np.concatenate(self._pilot_groups) if self._pilot_groups else np.empty(0, dtype=np.int64)
         w = np.concatenate(self._pilot_w) if self._pilot_w else np.empty(0)
         self._pilot_groups, self._pilot_w = [], []
         self._adapted = True
         if len(w) == 0 or not w.max() > 0:
             return
         wmax = float(w.max())
-        cnt = np.bincount(g, minlength=prop.n_groups)
-        mg = np.zeros(prop.n_groups)
-        np.maximum.at(mg, g, w)
+        ng = prop.n_groups
+        cnt = np.bincount(code, minlength=ng * N_PHI).reshape(ng, N_PHI)
+        m = np.zeros(ng * N_PHI)
+        np.maximum.at(m, code, w)
+        m = m.reshape(ng, N_PHI)
+        mg = m.max(axis=1)
         # groups seen too rarely keep the global maximum (safe: they are proposed more, not less)
-        mg = np.where(cnt >= 30, mg, wmax)
+        mg = np.where(cnt.sum(axis=1) >= 30, mg, wmax)
         mg = np.maximum(mg, 1e-3 * wmax)
-        P = prop.cell_P * mg[prop.cell_group]
-        self._epochs.append(self._make_epoch(P / P.sum()))
+        m = np.where(cnt >= 30, m, mg[:, None])
+        m = np.clip(m, 0.02 * mg[:, None], mg[:, None])
+        p = m / m.sum(axis=1, keepdims=True)
+        phi_cdf = np.cumsum(p, axis=1)
+        phi_cdf[:, -1] = 1.0
+        phi_logr = np.log(p * N_PHI)
+        P = prop.cell_P * m.mean(axis=1)[prop.cell_group]
+        self._epochs.append(self._make_epoch(P / P.sum(), phi_cdf, phi_logr))
 
     def prepare(self, n_pilot: Optional[int] = None, rng=None) -> None:
         """Run the pilot epoch (if not done yet) and adapt the proposal.
