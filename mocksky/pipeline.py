@@ -392,8 +392,15 @@ def make_plan(recipe: Recipe, model, seed: int, scale: float = 1.0) -> RunPlan:
         forced = recipe.sample.method == "weighted"
         n = max(cap if forced else min(need, cap), 100)
         scheme = None
+        d = smp.diagnostics()
         if forced:
             scheme = weighted_scheme(smp, rng, _KEEP_FRACTION)
+        elif d.acceptance < _MIN_ACCEPTANCE:
+            # rejection would need > 500 proposals (and many action evaluations) per point: the
+            # importance-weighted mock of the same number of points is exact in expectation and far cheaper
+            scheme = weighted_scheme(smp, rng, _KEEP_FRACTION)
+            log.warning("component %r: rejection acceptance %.2g < %.0e: an importance-weighted mock of %d points "
+                        "(column 'weight' = expected stars per row)", name, d.acceptance, _MIN_ACCEPTANCE, n)
         elif need > cap:
             # too few points for one star per point: an importance-weighted mock (each kept proposal a weighted
             # star, populate overflow='weight') instead of thinning, which would drop the excess stars unevenly
@@ -409,7 +416,6 @@ def make_plan(recipe: Recipe, model, seed: int, scale: float = 1.0) -> RunPlan:
             weighted.append((scheme, n_pos))
         else:
             weighted.append(None)
-        d = smp.diagnostics()
         comps[name] = {"selected_mass_Msun": m_sel, "mass_error_Msun": m_err, "points_needed": need,
                        "points_cap": cap, "points": n, "capped": need > cap and not forced, "particle_mass_Msun": m_sel / n,
                        "plan_proposals": d.n_proposals, "plan_acceptance": d.acceptance, "ess_fraction": d.ess_fraction,
@@ -442,6 +448,8 @@ def make_plan(recipe: Recipe, model, seed: int, scale: float = 1.0) -> RunPlan:
 
 #: rejection-control keep fraction of importance-weighted components (mocksky.model.sampling.weighted)
 _KEEP_FRACTION = 0.2
+#: below this rejection acceptance (per proposal, azimuth copies counted) a component is importance-weighted
+_MIN_ACCEPTANCE = 2e-3
 
 # ------------------------------------------------------------------------------------------------------ chunks
 _SF_CACHE: Dict[str, object] = {}

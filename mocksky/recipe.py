@@ -24,7 +24,8 @@ Sections (all tables; only ``[model]`` is required, every other key has a defaul
                    clip(50 pilot, 2e4, 1e5) proposals), azimuth_copies (K >= 1 azimuths tried per (R, z, v) proposal
                    with shared actions: exact marginals, K-fold correlation in the meridional phase space; see
                    :mod:`mocksky.model.sampling.sampler`), method ('rejection': equal-mass points, one star per
-                   point, importance-weighted only where max_points binds; 'weighted': always an importance-weighted
+                   point, importance-weighted only where max_points binds or where the plan's rejection acceptance
+                   is below 2e-3; 'weighted': always an importance-weighted
                    mock of max_points points per component (:mod:`mocksky.model.sampling.weighted`), much faster when
                    the selection is peaked; rows carry the column 'weight')
     [run]          chunk_points (DF points per chunk, default 250000: a run is a fixed list of chunks of at most this

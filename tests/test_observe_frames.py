@@ -205,3 +205,15 @@ def test_observed_galactocentric_columns():
     assert np.median(t2["vphi_obs"]) > 150
     with pytest.raises(ValueError, match="distance_obs' or 'parallax"):
         add_observed_galactocentric(StarTable({"ra": [1.0], "dec": [2.0]}))
+
+
+def test_galactocentric_to_lbd_matches_full_transform():
+    from mocksky.observe.frames import galactocentric_to_lbd, galactocentric_to_sky
+
+    rng = np.random.default_rng(4)
+    x, y, z = rng.normal(0, 8, (3, 5000))
+    full = galactocentric_to_sky(x, y, z, solar="bv23")
+    fast = galactocentric_to_lbd(x, y, z, solar="bv23")
+    for k in ("l", "b", "distance"):
+        np.testing.assert_allclose(fast[k], full[k], rtol=1e-12, atol=1e-10, err_msg=k)
+    assert galactocentric_to_lbd(np.ones((2, 3)), 0.0, 0.0)["l"].shape == (2, 3)

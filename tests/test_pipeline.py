@@ -138,3 +138,20 @@ def test_nbody_ics_recipe(tmp_path):
     assert n == 300
     s = json.loads(r.summary_path.read_text())
     assert s["n_particles"] == 300 and sum(c["n"] for c in s["components"].values()) == 300
+
+
+def test_low_acceptance_falls_back_to_weighted(tmp_path, monkeypatch):
+    """A component whose rejection acceptance in the plan is below pipeline._MIN_ACCEPTANCE is importance-weighted
+    (forced here by raising the threshold above any acceptance): rows carry 'weight', the plan records it, and the
+    weighted mock estimates the same number of stars as the rejection one."""
+    import mocksky.pipeline as P
+
+    rec = parse_recipe(tiny_text(), source="tiny.toml")
+    plain = run(rec, tmp_path / "plain", seed=5, scale=SCALE)
+    monkeypatch.setattr(P, "_MIN_ACCEPTANCE", 1.1)
+    r = run(rec, tmp_path / "w", seed=5, scale=SCALE)
+    assert all(c["weighted"] for c in r.summary["components"].values())
+    cat = read_catalogue(r.catalogue)
+    assert "weight" in cat and np.all(np.asarray(cat["weight"]) > 0)
+    n_w = float(np.sum(cat["weight"]))
+    assert abs(n_w - plain.n_rows) < 5 * np.sqrt(plain.n_rows) + 0.1 * plain.n_rows, (n_w, plain.n_rows)

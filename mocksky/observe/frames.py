@@ -34,7 +34,7 @@ from ..units import to_internal
 from .solar import SolarParameters, solar_parameters
 
 __all__ = [
-    "K_PM", "frame_matrices", "galactocentric_to_sky", "sky_to_galactocentric", "icrs_to_galactic",
+    "K_PM", "frame_matrices", "galactocentric_to_sky", "galactocentric_to_lbd", "sky_to_galactocentric", "icrs_to_galactic",
     "galactic_to_icrs", "galactocentric_to_cylindrical", "cylindrical_to_galactocentric", "add_sky_coordinates",
     "add_galactocentric", "add_observed_galactocentric", "SKY_COLUMNS",
 ]
@@ -246,6 +246,32 @@ def galactocentric_to_sky(x, y, z, vx=None, vy=None, vz=None, solar: SolarLike =
     if not do_vel:
         for k in ("pmra", "pmdec", "radial_velocity", "vR", "vphi"):
             del out[k]
+    return {k: a.reshape(shape) for k, a in out.items()}
+
+
+@numba.njit(cache=True, fastmath=False, parallel=True)
+def _gc_to_lbd_kernel(x, y, z, sp, GB, l, b, dist):
+    for i in numba.prange(x.shape[0]):
+        dx = x[i] - sp[0]
+        dy = y[i] - sp[1]
+        dz = z[i] - sp[2]
+        gx = GB[0, 0] * dx + GB[0, 1] * dy + GB[0, 2] * dz
+        gy = GB[1, 0] * dx + GB[1, 1] * dy + GB[1, 2] * dz
+        gz = GB[2, 0] * dx + GB[2, 1] * dy + GB[2, 2] * dz
+        l[i] = _angle_deg(gy, gx)
+        b[i] = np.arctan2(gz, np.sqrt(gx * gx + gy * gy)) * (180.0 / np.pi)
+        dist[i] = np.sqrt(dx * dx + dy * dy + dz * dz)
+
+
+def galactocentric_to_lbd(x, y, z, solar: SolarLike = "bv24") -> Dict[str, np.ndarray]:
+    """Galactic ``l, b`` [deg] and heliocentric ``distance`` [kpc] of Galactocentric positions [kpc] (plain arrays,
+    broadcast): the same values as :func:`galactocentric_to_sky` (same rotation), computed alone for speed (the
+    samplers' magnitude-limit selection evaluates them for every proposal)."""
+    X, Y, Z = (np.ascontiguousarray(a, dtype=np.float64).ravel() for a in np.broadcast_arrays(x, y, z))
+    shape = np.broadcast_shapes(np.shape(x), np.shape(y), np.shape(z))
+    B, s, v, G = _matrices_cached(solar_parameters(solar))
+    out = {k: np.empty(X.shape[0]) for k in ("l", "b", "distance")}
+    _gc_to_lbd_kernel(X, Y, Z, s, np.ascontiguousarray(G @ B), out["l"], out["b"], out["distance"])
     return {k: a.reshape(shape) for k, a in out.items()}
 
 

@@ -393,10 +393,9 @@ def _as_points(points, mass=None) -> _Points:
 
 
 def _sky(posvel: np.ndarray, solar) -> Dict[str, np.ndarray]:
-    from ..observe.frames import galactocentric_to_sky
+    from ..observe.frames import galactocentric_to_lbd
 
-    s = galactocentric_to_sky(posvel[:, 0], posvel[:, 1], posvel[:, 2], solar=solar)
-    return {"l": s["l"], "b": s["b"], "distance": s["distance"]}
+    return galactocentric_to_lbd(posvel[:, 0], posvel[:, 1], posvel[:, 2], solar=solar)
 
 
 def _distance_modulus(d_kpc: np.ndarray) -> np.ndarray:

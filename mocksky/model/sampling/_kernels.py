@@ -206,3 +206,38 @@ def action_mass_histogram(code, p, lnJ, wJ, sign_both, edges):
                 parts[i, 0, b] += m
                 parts[i, 1, bz] += m
     return parts  # summed over the first axis by the caller, outside numba (thread-count independent)
+
+
+@numba.njit(cache=True, parallel=True)
+def azimuth_bins(u, grp, phi_cdf, phi_logr, out_u, out_j, out_logr):
+    """Map uniform variates u (nb, K) to the piecewise-constant azimuth proposal of each row's group.
+
+    Row i uses the cumulative bin probabilities ``phi_cdf[grp[i]]`` (N bins of equal width on [0, 1)): bin j is
+    the first with u < cdf_j, and the variate is placed uniformly inside it, ``out_u = (j + (u - cdf_{j-1}) /
+    p_j) / N``; ``out_logr = phi_logr[grp[i], j]`` = log(N p_j), the log ratio of the copy's proposal density to
+    the uniform one.
+    """
+    nb, K = u.shape
+    N = phi_cdf.shape[1]
+    for i in numba.prange(nb):
+        g = grp[i]
+        for k in range(K):
+            x = u[i, k]
+            lo, hi = 0, N - 1
+            while lo < hi:  # first j with x < cdf[j]
+                mid = (lo + hi) // 2
+                if x < phi_cdf[g, mid]:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            j = lo
+            c0 = phi_cdf[g, j - 1] if j > 0 else 0.0
+            p = phi_cdf[g, j] - c0
+            f = (x - c0) / p if p > 0.0 else 0.5
+            if f < 0.0:
+                f = 0.0
+            elif f > 1.0 - 1e-12:
+                f = 1.0 - 1e-12
+            out_u[i, k] = (j + f) / N
+            out_j[i, k] = j
+            out_logr[i, k] = phi_logr[g, j]

@@ -417,12 +417,9 @@ class ComponentSampler:
         else:
             # u from the group's piecewise-constant density over the window: bin j with probability p_j, uniform
             # inside it; the copy's proposal density is N_PHI p_j times the uniform one
-            cdf_g = ep.phi_cdf[grp]                                            # (nb, N_PHI)
-            jb = np.minimum(np.sum(cdf_g[:, None, :] <= u[:, :, None], axis=2), N_PHI - 1)
-            lo = np.take_along_axis(np.concatenate([np.zeros((nb, 1)), cdf_g[:, :-1]], axis=1), jb, axis=1)
-            hi = np.take_along_axis(cdf_g, jb, axis=1)
-            u = (jb + np.clip((u - lo) / np.maximum(hi - lo, 1e-300), 0.0, 1.0 - 1e-12)) / N_PHI
-            logr = ep.phi_logr[grp[:, None], jb]
+            uu, jb, logr = np.empty((nb, K)), np.empty((nb, K), dtype=np.int64), np.empty((nb, K))
+            SK.azimuth_bins(u, grp.astype(np.int64), ep.phi_cdf, ep.phi_logr, uu, jb, logr)
+            u = uu
         if self._half is not None:
             phi = self._phic[c][:, None] + self._half[c][:, None] * (2 * u - 1)
         else:
