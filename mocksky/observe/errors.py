@@ -648,8 +648,7 @@ class ApogeeErrorModel:
         star with a finite d > 0, in order); the table's row mean where there is no cut. NaN for non-finite d."""
         d = np.asarray(d, dtype=np.float64)
         if self.fractional_error_params is None:
-            k = np.searchsorted(self.bin_hi, np.where(np.isfinite(d), d, 0.0), side="left")
-            return np.where(np.isfinite(d), self.tables["distance_error"][k], np.nan)
+            return self._row_values("distance_error", d)
         mu0, mu1, s0, s1 = self.fractional_error_params
         ok = np.isfinite(d) & (d > 0)
         out = np.full(d.shape, np.nan)
@@ -683,8 +682,6 @@ class ApogeeErrorModel:
         d = np.asarray(table["distance"], dtype=np.float64)
         if np.any(d < 0):
             raise ValueError("ApogeeErrorModel: column 'distance' has negative values")
-        ok = np.isfinite(d)
-        k = np.searchsorted(self.bin_hi, np.where(ok, d, 0.0), side="left")
         cols = ["distance_error"]
         if self.proper_motions:
             cols += ["pmra_error", "pmdec_error"]
@@ -692,7 +689,13 @@ class ApogeeErrorModel:
             cols += ["radial_velocity_error"]
         if self.abundances:
             cols += ["feh_error", "alpha_fe_error"]
-        return {c: np.where(ok, self.tables[c][k], np.nan) for c in cols}
+        return {c: self._row_values(c, d) for c in cols}
+
+    def _row_values(self, column: str, d: np.ndarray) -> np.ndarray:
+        """The table's ``column`` in each distance's row (bin (k, k+1] kpc, d = 0 in the first); NaN for NaN d."""
+        ok = np.isfinite(d)
+        k = np.searchsorted(self.bin_hi, np.where(ok, d, 0.0), side="left")
+        return np.where(ok, self.tables[column][k], np.nan)
 
     def apply(self, table: StarTable, rng=None) -> StarTable:
         """Write the uncertainties and the observed ``pmra, pmdec, radial_velocity, feh_obs, alpha_fe_obs,

@@ -94,6 +94,16 @@ def _angle_deg(y, x):
     return a * (180.0 / np.pi)
 
 
+@numba.njit(cache=True, inline="always")
+def _galactic_lb(dx, dy, dz, GB):
+    """Galactic (l, b) [deg] of a heliocentric offset (dx, dy, dz) in mocksky's Galactocentric axes (GB: the
+    Galactocentric-to-Galactic rotation)."""
+    gx = GB[0, 0] * dx + GB[0, 1] * dy + GB[0, 2] * dz
+    gy = GB[1, 0] * dx + GB[1, 1] * dy + GB[1, 2] * dz
+    gz = GB[2, 0] * dx + GB[2, 1] * dy + GB[2, 2] * dz
+    return _angle_deg(gy, gx), np.arctan2(gz, np.sqrt(gx * gx + gy * gy)) * (180.0 / np.pi)
+
+
 @numba.njit(cache=True, fastmath=False, parallel=True)
 def _gc_to_sky_kernel(x, y, z, vx, vy, vz, B, sp, sv, GB, do_vel,
                       ra, dec, l, b, dist, plx, pmra, pmdec, rv, R, phi, vR, vphi):
@@ -112,11 +122,7 @@ def _gc_to_sky_kernel(x, y, z, vx, vy, vz, B, sp, sv, GB, do_vel,
         dec[i] = np.arctan2(rz, rho) * (180.0 / np.pi)
         dist[i] = d
         plx[i] = 1.0 / d
-        gx = GB[0, 0] * dx + GB[0, 1] * dy + GB[0, 2] * dz
-        gy = GB[1, 0] * dx + GB[1, 1] * dy + GB[1, 2] * dz
-        gz = GB[2, 0] * dx + GB[2, 1] * dy + GB[2, 2] * dz
-        l[i] = _angle_deg(gy, gx)
-        b[i] = np.arctan2(gz, np.sqrt(gx * gx + gy * gy)) * (180.0 / np.pi)
+        l[i], b[i] = _galactic_lb(dx, dy, dz, GB)
         Rc = np.sqrt(x[i] * x[i] + y[i] * y[i])
         R[i] = Rc
         phi[i] = np.arctan2(y[i], x[i])
@@ -255,11 +261,7 @@ def _gc_to_lbd_kernel(x, y, z, sp, GB, l, b, dist):
         dx = x[i] - sp[0]
         dy = y[i] - sp[1]
         dz = z[i] - sp[2]
-        gx = GB[0, 0] * dx + GB[0, 1] * dy + GB[0, 2] * dz
-        gy = GB[1, 0] * dx + GB[1, 1] * dy + GB[1, 2] * dz
-        gz = GB[2, 0] * dx + GB[2, 1] * dy + GB[2, 2] * dz
-        l[i] = _angle_deg(gy, gx)
-        b[i] = np.arctan2(gz, np.sqrt(gx * gx + gy * gy)) * (180.0 / np.pi)
+        l[i], b[i] = _galactic_lb(dx, dy, dz, GB)
         dist[i] = np.sqrt(dx * dx + dy * dy + dz * dz)
 
 
