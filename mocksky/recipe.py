@@ -21,13 +21,17 @@ Sections (all tables; only ``[model]`` is required, every other key has a defaul
     [sample]       region (table as :func:`mocksky.model.sampling.as_region` or a string 'sphere:x,y,z,r'),
                    components (DF component names; default every stellar one), max_points (per component; multiplied
                    by the run's scale), pilot (pilot points per component; the plan's pilot runs
-                   clip(50 pilot, 2e4, 1e5) proposals), azimuth_copies (K >= 1 azimuths tried per (R, z, v) proposal
+                   clip(50 pilot, 2e4, 1e5) proposals, times azimuth_copies, or times 4 with heliocentric
+                   proposals), azimuth_copies (K >= 1 azimuths tried per (R, z, v) proposal
                    with shared actions: exact marginals, K-fold correlation in the meridional phase space; see
                    :mod:`mocksky.model.sampling.sampler`), method ('rejection': equal-mass points, one star per
                    point, importance-weighted only where max_points binds or where the plan's rejection acceptance
                    is below 2e-3; 'weighted': always an importance-weighted
                    mock of max_points points per component (:mod:`mocksky.model.sampling.weighted`), much faster when
-                   the selection is peaked; rows carry the column 'weight')
+                   the selection is peaked; rows carry the column 'weight'), proposal ('galactocentric': positions
+                   on the component's (R, z) grid; 'heliocentric': on cells of sky x distance around the Sun,
+                   adapted to density x selection, for magnitude-limited mocks; see
+                   :mod:`mocksky.model.sampling.helio`)
     [run]          chunk_points (DF points per chunk, default 250000: a run is a fixed list of chunks of at most this
                    many points, each an independent unit of work with its own random stream and output part; it
                    bounds the memory of a worker and never depends on the number of workers)
@@ -114,6 +118,7 @@ class SampleSection:
     pilot: int = 2000
     azimuth_copies: int = 1
     method: str = "rejection"
+    proposal: str = "galactocentric"
 
 
 @dataclass(frozen=True)
@@ -181,6 +186,7 @@ _SECTIONS = {"recipe": None, "model": ModelSection, "populations": PopulationsSe
              "run": RunSection}
 _MODES = ("magnitude", "volume", "none")
 _SAMPLE_METHODS = ("rejection", "weighted")
+_SAMPLE_PROPOSALS = ("galactocentric", "heliocentric")
 _SELECTION_MODES = ("weight", "sample")
 _FORMATS = ("hdf5", "parquet", "fits")
 _PARTICLE_FORMATS = ("gadget4", "text", "hdf5")
@@ -330,7 +336,11 @@ def _sample(raw) -> SampleSection:
     if not 1 <= k <= 1024:
         raise RecipeError(f"{w}.azimuth_copies: an integer in [1, 1024], got {k}")
     method = _choice(w, "method", raw.get("method", "rejection"), _SAMPLE_METHODS)
-    return SampleSection(region, comps, mp, pilot, k, method)
+    proposal = _choice(w, "proposal", raw.get("proposal", "galactocentric"), _SAMPLE_PROPOSALS)
+    if proposal == "heliocentric" and k != 1:
+        raise RecipeError(f"{w}.azimuth_copies: must be 1 with proposal = 'heliocentric' (positions are drawn around "
+                          f"the Sun, not in azimuth), got {k}")
+    return SampleSection(region, comps, mp, pilot, k, method, proposal)
 
 
 def _run(raw) -> RunSection:

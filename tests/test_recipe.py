@@ -65,6 +65,8 @@ def test_defaults():
     ("[sample]\nmax_points = 1e5\n", ["[sample].max_points", "expected an integer"]),
     ("[sample]\nradius = 1.0\n", ["[sample]", "unknown key 'radius'"]),
     ("[sample]\nmethod = 'importance'\n", ["[sample].method", "importance", "weighted"]),
+    ("[sample]\nproposal = 'helio'\n", ["[sample].proposal", "helio", "heliocentric"]),
+    ("[sample]\nproposal = 'heliocentric'\nazimuth_copies = 8\n", ["[sample].azimuth_copies", "heliocentric"]),
     ("[output]\nformat = 'csv'\n", ["[output].format", "csv", "hdf5"]),
     ("[output]\ncolumns = ['ra', 'declination']\n", ["[output].columns", "declination"]),
     ("[compare]\nscheme = 'bv25'\n", ["[compare].scheme", "bv25", "bv24"]),

@@ -573,6 +573,15 @@ class Proposal:
         return SK.interp_moments(np.ascontiguousarray(R, dtype=np.float64), np.ascontiguousarray(az, dtype=np.float64),
                                  self.Rs, self.u0, self.du, self.zs, self.t0, self.dt, self.tab)
 
+    def rho(self, R, z):
+        """Density of the DF interpolated from the grid nodes' moments [Msun / kpc^3] (ln rho bilinear on the
+        stretched grid)."""
+        R = np.ascontiguousarray(R, dtype=np.float64)
+        az = np.ascontiguousarray(np.abs(z), dtype=np.float64)
+        lr = SK.interp_moments(R, az, self.Rs, self.u0, self.du, self.zs, self.t0, self.dt,
+                               np.ascontiguousarray(self.lnrho_nodes[..., None]))[:, 0]
+        return np.exp(lr)
+
     def vesc(self, R, z):
         """Speed bound sqrt(2 (Phi_out - Phi)) [km/s] (0 where Phi >= Phi_out)."""
         return np.sqrt(np.maximum(2 * (self.phi_out - self.pot._phi(R, z)), 0.0))

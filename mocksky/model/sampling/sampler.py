@@ -35,6 +35,19 @@ ApJ 730, 3). The standard error of the mass estimate ignores that correlation (i
 to sqrt(K)). One action evaluation then serves K copies, which pays when S depends on phi (e.g. the
 distance from the Sun in a magnitude-limited mock) and the actions dominate the cost.
 
+Heliocentric cells (``observer`` given)
+---------------------------------------
+For a magnitude-limited target the position proposal can instead live on cells of the observer's sky (HEALPix) x
+distance shells (:mod:`.helio`), with cell probabilities following the density times an upper bound S_up of the
+selection in each cell. A proposal x is first thinned: kept with probability S(x) / S_up(cell), before its velocity
+is drawn and its actions are computed; a survivor has the weight w' = f(J) S_up / q(x, v), a thinned one w' = 0.
+E[w'] = E[f S / q] (unbiased mass estimate) and accepting with probability w' / W accepts x with probability
+(S / S_up) (f S_up / q) / W = w / W, the plain rejection rule: the sample is exact, while W only needs to bound
+f S_up / q, which no longer depends on the magnitude limit or the dust. Where a selection exceeds the cell's bound (a
+probe missed a brighter spot) the point is not thinned and keeps w = f S / q, so exactness never depends on the
+bound. Azimuth copies do not apply (``azimuth_copies`` must be 1). The pilot adapts the cell probabilities per node
+interval of the (R, z) grid (the largest weight there, a measure of how well the velocity proposal fits f).
+
 Sampling runs in two epochs: a pilot with the initial proposal, then a proposal whose position
 part is reweighted per node interval of the grid by the largest pilot weight there, so that the
 regions where q fits f least well do not set the envelope for the whole component. The adapted
@@ -310,6 +323,13 @@ class ComponentSampler:
     azimuth_copies : int
         K >= 1 azimuths tried per (R, z, v) proposal with shared actions (default 1: independent points; see
         "Azimuth copies" in the module docstring).
+    observer : str, SolarParameters or HeliocentricCells, optional
+        Propose positions on heliocentric cells (see "Heliocentric cells" in the module docstring): a set of solar
+        parameters (name or object; cells around the Sun out to the grid's radius plus the Sun's distance from the
+        centre) or a :class:`.helio.HeliocentricCells`. The selection must then depend on position only.
+    observer_options : dict, optional
+        Options of :class:`.helio.HeliocentricCells` (nside, d_min, shells_per_decade, d_max) when ``observer`` is
+        a set of solar parameters.
     **proposal_options
         Passed to :class:`.proposal.Proposal` (n_R, n_z, refine, inflate, eps_v, eps_x, n_is, n_rounds,
         scale_mixture).
@@ -324,7 +344,8 @@ class ComponentSampler:
                  selection: Optional[Callable] = None, rng=None, scales: Optional[ComponentScales] = None,
                  mass_tail: float = 1e-5, r_max_limit: float = 1e5, safety: float = 1.1,
                  max_envelope_growth: float = 10.0, n_pilot: int = 100_000, max_proposals: int = 200_000_000,
-                 batch_max: int = 400_000, azimuth_copies: int = 1, **proposal_options):
+                 batch_max: int = 400_000, azimuth_copies: int = 1, observer=None, observer_options=None,
+                 **proposal_options):
         t0 = time.perf_counter()
         rng = np.random.default_rng(rng)
         self._rng = rng
@@ -344,6 +365,9 @@ class ComponentSampler:
         if isinstance(azimuth_copies, bool) or int(azimuth_copies) != azimuth_copies or int(azimuth_copies) < 1:
             raise ValueError(f"azimuth_copies must be an integer >= 1, got {azimuth_copies!r}")
         self.azimuth_copies = int(azimuth_copies)
+        if observer is not None and self.azimuth_copies != 1:
+            raise ValueError(f"azimuth_copies must be 1 with heliocentric proposals (observer given), got "
+                             f"{azimuth_copies}")
         self.pot, self.df, self.finder = potential, df, action_finder
         self.region: Optional[Region] = as_region(region)
         self.selection = selection
@@ -375,7 +399,31 @@ class ComponentSampler:
         else:
             self._phic = self._half = None
             self._frac = np.ones(len(prop.cell_P))
-        self._epochs: List[_Epoch] = [self._make_epoch(prop.cell_P)]
+        self.helio = None
+        if observer is not None:
+            from .helio import HeliocentricCells
+
+            if isinstance(observer, HeliocentricCells):
+                self.helio = observer
+            else:
+                from ...observe.frames import frame_matrices
+
+                opts = dict(observer_options or {})
+                d_sun = float(np.linalg.norm(frame_matrices(observer)["sun_position"]))
+                self.helio = HeliocentricCells.for_solar(observer, opts.pop("d_max", self.scales.r_max + d_sun), **opts)
+
+            def rho(R, z, _d=density, _p=prop):
+                # the given density where it is positive (it may cover a smaller grid than the DF), else the DF's
+                # own density from the grid moments, as for the Galactocentric cells
+                r = _p.rho(R, z)
+                if _d is None:
+                    return r
+                rd = np.asarray(_d._density(R, z), dtype=np.float64)
+                return np.where(np.isfinite(rd) & (rd > 0), rd, r)
+            P0, self._S_up = self.helio.initial_probabilities(rho, selection)
+            self._epochs: List[_Epoch] = [self._make_helio_epoch(P0)]
+        else:
+            self._epochs = [self._make_epoch(prop.cell_P)]
         self._adapted = False
         self._raises = 0
         self._n_act = 0
@@ -396,10 +444,24 @@ class ComponentSampler:
             logdens = np.log(P) - np.log(prop.cell_V)
         return _Epoch(cdf / cdf[-1], float(Pr.sum()), logdens, phi_cdf, phi_logr)
 
+    def _make_helio_epoch(self, P):
+        cdf = np.cumsum(P)
+        cdf /= cdf[-1]
+        return _Epoch(cdf, 1.0, None)
+
+    def _helio_logq(self, ep, c):
+        """log q_x of heliocentric cells c: log(P_c / V_c), P_c being the probability searchsorted gives the cell
+        (the difference of the cdf)."""
+        lo = np.where(c > 0, ep.cdf[np.maximum(c - 1, 0)], 0.0)
+        with np.errstate(divide="ignore"):
+            return np.log(ep.cdf[c] - lo) - self.helio.log_volume(c)
+
     # ------------------------------------------------------------------ proposals
     def _propose(self, n: int, rng):
         """About n proposals of the current epoch (azimuth copies included): (posvel, actions, weights,
         node-interval group), one row per proposal inside the region."""
+        if self.helio is not None:
+            return self._propose_helio(n, rng)
         prop = self.proposal
         ep = self._epochs[-1]
         K = self.azimuth_copies
@@ -440,19 +502,8 @@ class ComponentSampler:
             ep.n_x_ok += nb * K
             inside = None
         m = len(R)
-        mom = prop.local_moments(R, az)
-        mom[:, 4] = np.where(z < 0, -mom[:, 4], mom[:, 4])  # <vR vz> is odd in z
-        Phi = prop.pot._phi(R, z)
-        vesc = np.sqrt(np.maximum(2 * (prop.phi_out - Phi), 0.0))
-        v = np.empty((m, 3))
-        lqv = np.empty(m)
-        SK.propose_velocities(mom, vesc, prop.inflate, T_NU, prop.kap, prop.eps_v,
-                              rng.standard_normal((m, 3)), rng.chisquare(T_NU, m), rng.random(m),
-                              rng.standard_normal((m, 3)), rng.random(m), v, lqv)
+        v, lqv, ok_b = self._velocities(R, az, z, rng)
         vR, vz, vphi = v[:, 0], v[:, 1], v[:, 2]
-        ok_b = (vesc > 0) & (vR * vR + vz * vz + vphi * vphi < vesc * vesc)
-        if self.df.prograde_only:
-            ok_b &= vphi * R > 0
         # copies (rows of the output), grouped by base proposal
         if inside is None:
             b = np.repeat(np.arange(m), K)
@@ -466,16 +517,49 @@ class ComponentSampler:
             lr = logr[b, kk] if logr is not None else None
         Rb_, vRb, vphib = R[b], vR[b], vphi[b]
         posvel = np.column_stack([Rb_ * cp, Rb_ * sp, z[b], vRb * cp - vphib * sp, vRb * sp + vphib * cp, vz[b]])
-        ok = ok_b[b]
+        lq = ep.logdens[c[b]] + lqv[b]
+        if lr is not None:
+            lq = lq + lr
+        J, w = self._weights(posvel, ok_b[b], b, m, lq)
+        return posvel, J, w, prop.cell_group[c[b]] * N_PHI + jc
+
+    def _velocities(self, R, az, z, rng):
+        """Velocities (vR, vz, vphi) (m, 3) from the local velocity proposal at (R, z), their log proposal density
+        and whether each is bound (below the escape speed of the grid, prograde if the DF requires it)."""
+        prop = self.proposal
+        m = len(R)
+        mom = prop.local_moments(R, az)
+        mom[:, 4] = np.where(z < 0, -mom[:, 4], mom[:, 4])  # <vR vz> is odd in z
+        Phi = prop.pot._phi(R, z)
+        vesc = np.sqrt(np.maximum(2 * (prop.phi_out - Phi), 0.0))
+        v = np.empty((m, 3))
+        lqv = np.empty(m)
+        SK.propose_velocities(mom, vesc, prop.inflate, T_NU, prop.kap, prop.eps_v,
+                              rng.standard_normal((m, 3)), rng.chisquare(T_NU, m), rng.random(m),
+                              rng.standard_normal((m, 3)), rng.random(m), v, lqv)
+        vR, vz, vphi = v[:, 0], v[:, 1], v[:, 2]
+        ok_b = (vesc > 0) & (vR * vR + vz * vz + vphi * vphi < vesc * vesc)
+        if self.df.prograde_only:
+            ok_b &= vphi * R > 0
+        return v, lqv, ok_b
+
+    def _weights(self, posvel, ok, b, m, lq, S=None):
+        """Actions and weights w = f(J) S / q of proposal rows ``posvel`` (copies b of m base proposals, ``ok``:
+        bound), ``lq`` = log q of each row; the actions are computed once per base proposal (from its first row
+        with S > 0: J does not depend on the azimuth)."""
+        ok = ok.copy()
         M = len(b)
-        S = np.ones(M)
-        if self.selection is not None and ok.any():
+        if S is not None:
+            ok &= S > 0
+        elif self.selection is None or not ok.any():
+            S = np.ones(M)
+        else:
+            S = np.ones(M)
             s_ok = np.asarray(self.selection(posvel[ok]), dtype=np.float64)
             if s_ok.shape != (int(ok.sum()),) or not np.all((s_ok >= 0) & (s_ok <= 1)):
                 raise ValueError("selection(posvel) must return probabilities in [0, 1] of shape (N,)")
             S[ok] = s_ok
             ok &= S > 0
-        # actions once per base proposal (from its first surviving copy: J does not depend on phi)
         rows = np.flatnonzero(ok)
         rows = rows[np.r_[True, b[rows][1:] != b[rows][:-1]]] if len(rows) else rows
         Jb = np.full((m, 3), np.nan)
@@ -490,14 +574,58 @@ class ComponentSampler:
                 fv[good] = self.df(Jr[good])
             fb[ib] = np.where(np.isfinite(fv) & (fv > 0), fv, 0.0)
         self._n_act += len(rows)
-        J = Jb[b]
         f = np.where(ok, fb[b], 0.0)
-        lq = ep.logdens[c[b]] + lqv[b]
-        if lr is not None:
-            lq = lq + lr
         with np.errstate(over="ignore"):
             w = np.where(f > 0, f * S * np.exp(-lq), 0.0)
-        return posvel, J, w, prop.cell_group[c[b]] * N_PHI + jc
+        return Jb[b], w
+
+    def _propose_helio(self, n: int, rng):
+        """n heliocentric proposals (see :mod:`.helio`): (posvel, actions, weights, cell), one row per proposal
+        inside the region."""
+        H = self.helio
+        ep = self._epochs[-1]
+        nb = int(n)
+        c = np.minimum(np.searchsorted(ep.cdf, rng.random(nb), side="right"), len(ep.cdf) - 1)
+        xyz = H.draw(c, rng)
+        ep.n_x_tried += nb
+        if self.region is not None:
+            inside = self.region.contains(xyz)
+            ep.n_x_ok += int(inside.sum())
+            xyz, c = xyz[inside], c[inside]
+        else:
+            ep.n_x_ok += nb
+        m = len(c)
+        # two-stage rejection (see the module docstring): S(x) is replaced by the cell's bound S_up, kept with
+        # probability S / S_up, before the velocities and actions, which are spent on the survivors only; unbiased
+        # wherever S <= S_up, and where a probe missed a larger S the point is kept untouched with its own S
+        S = np.ones(m)
+        if self.selection is not None and m:
+            pv0 = np.zeros((m, 6))
+            pv0[:, :3] = xyz
+            s_v = np.asarray(self.selection(pv0), dtype=np.float64)
+            if s_v.shape != (m,) or not np.all((s_v >= 0) & (s_v <= 1)):
+                raise ValueError("selection(posvel) must return probabilities in [0, 1] of shape (N,)")
+            su = self._S_up[c]
+            S = np.where(s_v > su, s_v, np.where(rng.random(m) * su < s_v, su, 0.0))
+        live = np.flatnonzero(S > 0)
+        posvel = np.zeros((m, 6))
+        posvel[:, :3] = xyz
+        x, y, z = xyz[live, 0], xyz[live, 1], xyz[live, 2]
+        R = np.hypot(x, y)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cp = np.where(R > 0, x / R, 1.0)
+            sp = np.where(R > 0, y / R, 0.0)
+        v, lqv, ok = self._velocities(R, np.abs(z), z, rng)
+        vR, vz, vphi = v[:, 0], v[:, 1], v[:, 2]
+        posvel[live, 3] = vR * cp - vphi * sp
+        posvel[live, 4] = vR * sp + vphi * cp
+        posvel[live, 5] = vz
+        n_live = len(live)
+        J = np.full((m, 3), np.nan)
+        w = np.zeros(m)
+        J[live], w[live] = self._weights(posvel[live], ok, np.arange(n_live), n_live,
+                                         self._helio_logq(ep, c[live]) + lqv, S[live])
+        return posvel, J, w, c
 
     # ------------------------------------------------------------------ rejection loop
     def _accept(self, posvel, J, w, rng):
@@ -546,8 +674,13 @@ class ComponentSampler:
             nb = min(left, self.batch_max)
             pv, J, w, g = self._propose(nb, rng)
             if not self._adapted:
-                self._pilot_groups.append(g)
-                self._pilot_w.append(w)
+                if self.helio is not None:  # (R, |z|) of the proposals with f S > 0: adapted per node interval
+                    k = w > 0
+                    self._pilot_groups.append(np.column_stack([np.hypot(pv[k, 0], pv[k, 1]), np.abs(pv[k, 2])]))
+                    self._pilot_w.append(w[k])
+                else:
+                    self._pilot_groups.append(g)
+                    self._pilot_w.append(w)
             self._accept(pv, J, w, rng)
             left -= nb
 
@@ -561,6 +694,8 @@ class ComponentSampler:
         largest weight left after the azimuth adaptation). Without a selection or region the weights do not
         depend on azimuth and this reduces to the group maxima with uniform azimuths.
         """
+        if self.helio is not None:
+            return self._adapt_helio()
         prop = self.proposal
         code = np.concatenate(self._pilot_groups) if self._pilot_groups else np.empty(0, dtype=np.int64)
         w = np.concatenate(self._pilot_w) if self._pilot_w else np.empty(0)
@@ -587,6 +722,47 @@ class ComponentSampler:
         P = prop.cell_P * m.mean(axis=1)[prop.cell_group]
         self._epochs.append(self._make_epoch(P / P.sum(), phi_cdf, phi_logr))
 
+    def _adapt_helio(self) -> None:
+        """Adapt the heliocentric cell probabilities to the pilot weights.
+
+        The weights left after the selection's bound (f S_up / q) vary mostly with how well the velocity proposal
+        fits f, a smooth function of (R, |z|): per node interval g of the Galactocentric grid the largest pilot
+        weight m_g is taken (the global largest where g was proposed fewer than 30 times, at least 1e-3 of it), and
+        cell c is proposed in proportion to P_c max_k m_g(x_k) over its probe points (:meth:`.helio.
+        HeliocentricCells.probe_points`).
+        """
+        H, prop = self.helio, self.proposal
+        pv = np.concatenate(self._pilot_groups) if self._pilot_groups else np.empty((0, 3))
+        w = np.concatenate(self._pilot_w) if self._pilot_w else np.empty(0)
+        self._pilot_groups, self._pilot_w = [], []
+        self._adapted = True
+        if len(w) == 0 or not w.max() > 0:
+            return
+        wmax = float(w.max())
+        ng = prop.n_groups
+        g = self._node_interval(pv[:, 0], pv[:, 1])
+        cnt = np.bincount(g, minlength=ng)
+        m = np.zeros(ng)
+        np.maximum.at(m, g, w)
+        m = np.where(cnt >= 30, m, wmax)
+        m = np.maximum(m, 1e-3 * wmax)
+        fac = np.empty((H.n_d, H.n_sky))
+        for sh in range(H.n_d):
+            xyz = H.probe_points(sh)
+            gg = self._node_interval(np.hypot(xyz[..., 0], xyz[..., 1]), np.abs(xyz[..., 2]))
+            fac[sh] = m[gg].max(axis=0)
+        ep0 = self._epochs[-1]  # the epoch the pilot weights were drawn from
+        P = np.diff(np.concatenate([[0.0], ep0.cdf])) * fac.ravel()
+        ep0.cdf = None  # its cell table is not used again (memory)
+        self._epochs.append(self._make_helio_epoch(P / P.sum()))
+
+    def _node_interval(self, R, az):
+        """Index of the node interval of the Galactocentric grid holding points (R, |z|)."""
+        prop = self.proposal
+        iu = np.clip(((np.arcsinh(R / prop.Rs) - prop.u0) / prop.du).astype(np.int64), 0, prop.nu_ - 2)
+        it = np.clip(((np.arcsinh(az / prop.zs) - prop.t0) / prop.dt).astype(np.int64), 0, prop.nt_ - 2)
+        return iu * (prop.nt_ - 1) + it
+
     def prepare(self, n_pilot: Optional[int] = None, rng=None) -> None:
         """Run the pilot epoch (if not done yet) and adapt the proposal.
 
@@ -602,7 +778,8 @@ class ComponentSampler:
         rng = self._rng if rng is None else np.random.default_rng(rng)
         t0 = time.perf_counter()
         self._pilot_groups, self._pilot_w = [], []
-        self._draw(self.n_pilot if n_pilot is None else int(n_pilot), rng)
+        npil = self.n_pilot if n_pilot is None else int(n_pilot)
+        self._draw(npil, rng)
         self._adapt()
         self.time_sampling += time.perf_counter() - t0
 
