@@ -697,11 +697,8 @@ class ComponentSampler:
         if self.helio is not None:
             return self._adapt_helio()
         prop = self.proposal
-        code = np.concatenate(self._pilot_groups) if self._pilot_groups else np.empty(0, dtype=np.int64)
-        w = np.concatenate(self._pilot_w) if self._pilot_w else np.empty(0)
-        self._pilot_groups, self._pilot_w = [], []
-        self._adapted = True
-        if len(w) == 0 or not w.max() > 0:
+        code, w = self._take_pilot(np.empty(0, dtype=np.int64))
+        if not w.max(initial=0.0) > 0:
             return
         wmax = float(w.max())
         ng = prop.n_groups
@@ -722,6 +719,14 @@ class ComponentSampler:
         P = prop.cell_P * m.mean(axis=1)[prop.cell_group]
         self._epochs.append(self._make_epoch(P / P.sum(), phi_cdf, phi_logr))
 
+    def _take_pilot(self, empty):
+        """The collected pilot groups (or positions) and weights, concatenated; ends the pilot."""
+        g = np.concatenate(self._pilot_groups) if self._pilot_groups else empty
+        w = np.concatenate(self._pilot_w) if self._pilot_w else np.empty(0)
+        self._pilot_groups, self._pilot_w = [], []
+        self._adapted = True
+        return g, w
+
     def _adapt_helio(self) -> None:
         """Adapt the heliocentric cell probabilities to the pilot weights.
 
@@ -732,11 +737,8 @@ class ComponentSampler:
         HeliocentricCells.probe_points`).
         """
         H, prop = self.helio, self.proposal
-        pv = np.concatenate(self._pilot_groups) if self._pilot_groups else np.empty((0, 3))
-        w = np.concatenate(self._pilot_w) if self._pilot_w else np.empty(0)
-        self._pilot_groups, self._pilot_w = [], []
-        self._adapted = True
-        if len(w) == 0 or not w.max() > 0:
+        pv, w = self._take_pilot(np.empty((0, 2)))
+        if not w.max(initial=0.0) > 0:
             return
         wmax = float(w.max())
         ng = prop.n_groups
