@@ -112,3 +112,24 @@ def test_scheme_mismatch_is_refused(bv24):
     s1 = VelocityScheme("a", g, {"vR": VelocityBins.uniform([-1.0], [1.0], 4)})
     with pytest.raises(ValueError, match="expected"):
         VelocityHistograms(s1, {"vR": np.ones((1, 5))})
+
+
+def test_cell_table_carries_barycentres_and_effective_sample(bv24):
+    """The per-cell table of a run: the data's and the mock's mean |z| per cell, and the mock's Kish effective
+    number of stars, exact for a mock whose every star weighs 0.25 (n_eff = number of stars = n_obs here)."""
+    from mocksky.compare.run import bv24_cell_table, cell_effective_stars
+
+    obs = bv24.observed
+    counts = {c: 0.25 * obs.counts[c] for c in obs.counts}
+    sumw2 = {c: 0.0625 * obs.counts[c] for c in obs.counts}
+    model = VelocityHistograms(obs.scheme, counts, sumw2=sumw2, R_mean=obs.R_mean, absz_mean=obs.absz_mean + 0.01)
+    neff = cell_effective_stars(model)
+    n_obs = obs.counts[COMPONENTS[0]].sum(axis=1)
+    np.testing.assert_allclose(neff, np.where(n_obs > 0, n_obs, np.nan), rtol=1e-12)
+    tab = bv24_cell_table(compare_histograms(obs, model), compare_histograms(obs, bv24.m0), model)
+    assert len(tab) == 72
+    np.testing.assert_allclose(tab["n_eff_model"], tab["n_obs"], rtol=1e-12)
+    np.testing.assert_allclose(tab["absz_mean_model"] - tab["absz_mean_obs"], 0.01, atol=1e-12)
+    assert tab.loc[tab["cell_index"] == 7, "absz_mean_obs"].iloc[0] == pytest.approx(0.171, abs=0.001)
+    assert np.all(np.isnan(bv24_cell_table(compare_histograms(obs, model), compare_histograms(obs, bv24.m0))
+                           ["n_eff_model"]))

@@ -7,7 +7,8 @@ from typing import List, Sequence, Tuple, Union
 
 import numpy as np
 
-__all__ = ["compare_recipe", "bv24_cell_table", "worst_cells", "near_sun_cells", "hist_effective_stars"]
+__all__ = ["compare_recipe", "bv24_cell_table", "worst_cells", "near_sun_cells", "hist_effective_stars",
+           "cell_effective_stars"]
 
 
 def compare_recipe(recipe, source, out: Union[str, os.PathLike], columns: Sequence[str]) -> Tuple[dict, List[Path]]:
@@ -71,26 +72,32 @@ def compare_recipe(recipe, source, out: Union[str, os.PathLike], columns: Sequen
         plots.append(plot_component_grid(obs.observed, hist, comp, out / f"bv24_{comp}.png", comparison=cmp_,
                                          title=f"{recipe.name} (red) vs APOGEE x Gaia (black) and published M0 "
                                                f"(blue dashed): {comp}", reference=obs.m0))
-    table = bv24_cell_table(cmp_, cmp_m0)
+    table = bv24_cell_table(cmp_, cmp_m0, hist)
     _atomic_csv(table, out / "comparison_bv24.csv")
+    neff = table["n_eff_model"].to_numpy()
     return {"scheme": "bv24", "weight": weight, "total_lnL": float(cmp_.total_lnL),
             "m0_total_lnL": float(cmp_m0.total_lnL), "delta_lnL_vs_m0": float(cmp_.total_lnL - cmp_m0.total_lnL),
             "total_deviance": float(cmp_.total_deviance), "m0_total_deviance": float(cmp_m0.total_deviance),
             "lnL_by_component": {k: float(v) for k, v in cmp_.by_component()["lnL"].items()},
             "m0_lnL_by_component": {k: float(v) for k, v in cmp_m0.by_component()["lnL"].items()},
             "model_stars_effective": float(hist_effective_stars(hist)),
+            "model_stars_effective_per_cell": {"min": float(np.nanmin(neff)), "median": float(np.nanmedian(neff)),
+                                               "sum": float(np.nansum(neff))},
             "worst_cells": _records(worst_cells(table, 5)), "near_sun": _records(near_sun_cells(table)),
             "ncell": int(obs.scheme.cells.ncell)}, plots
 
 
-def bv24_cell_table(cmp_, cmp_m0):
+def bv24_cell_table(cmp_, cmp_m0, hist=None):
     """One row per (R, |z|) cell: observed count, lnL of the mock and of M0 (summed over vR, vz, vphi), the mock's
-    deviance, and per component the observed and model means and dispersions [km/s].
+    deviance, the data's and the mock's mean R and |z| [kpc], the mock's effective number of stars, and per
+    component the observed and model means and dispersions [km/s].
 
     Parameters
     ----------
     cmp_, cmp_m0 : mocksky.compare.Comparison
         The mock's and the published M0 counts' comparisons with the same observed histograms.
+    hist : mocksky.compare.VelocityHistograms, optional
+        The mock's histograms: column ``n_eff_model`` (:func:`cell_effective_stars`; NaN without it).
 
     Returns
     -------
@@ -100,7 +107,11 @@ def bv24_cell_table(cmp_, cmp_m0):
     cell = cmp_.by_cell().set_index("cell_index")
     cell["lnL_M0"] = t0.groupby("cell_index")["lnL"].sum()
     cell["dlnL_vs_M0"] = cell["lnL"] - cell["lnL_M0"]
-    cell["w_model"] = t.groupby("cell_index")["w_model"].first()
+    first = t.groupby("cell_index")
+    cell["w_model"] = first["w_model"].first()
+    for q in ("R_mean_obs", "R_mean_model", "absz_mean_obs", "absz_mean_model"):
+        cell[q] = first[q].first()
+    cell["n_eff_model"] = np.nan if hist is None else cell_effective_stars(hist)[cell.index.to_numpy()]
     for comp in t["component"].unique():
         sub = t[t["component"] == comp].set_index("cell_index")
         for q in ("mean_obs", "mean_model", "sigma_obs", "sigma_model"):
@@ -124,6 +135,32 @@ def near_sun_cells(table, R_range=(7.0, 10.0), absz_max: float = 1.0):
     out["sigma_vz_obs"], out["sigma_vz_model"] = sel["sigma_obs_vz"], sel["sigma_model_vz"]
     out["d_sigma_vz"] = sel["sigma_model_vz"] - sel["sigma_obs_vz"]
     return out
+
+
+def cell_effective_stars(hist) -> np.ndarray:
+    """Kish effective number of model stars in each cell, (sum w)^2 / sum w^2 over the cell's histogram of the first
+    component (its total weight where the histograms carry no ``sumw2``, i.e. unit weights).
+
+    A mock's own noise in a cell's normalised histogram of B bins costs about (B - 1) N_obs / (2 n_eff) in the
+    Poisson quasi-likelihood, so cells with n_eff not much above their observed count are noise-dominated.
+
+    Parameters
+    ----------
+    hist : mocksky.compare.VelocityHistograms
+
+    Returns
+    -------
+    numpy.ndarray, shape (ncell,)
+        NaN in cells without model weight.
+    """
+    c = hist.components[0]
+    w = np.asarray(hist.total(c), dtype=float)
+    s2 = getattr(hist, "sumw2", None)
+    if s2 is None or c not in s2:
+        return np.where(w > 0, w, np.nan)
+    q = np.asarray(s2[c], dtype=float).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((w > 0) & (q > 0), w * w / np.where(q > 0, q, 1.0), np.nan)
 
 
 def hist_effective_stars(hist) -> float:
