@@ -321,10 +321,15 @@ def test_heliocentric_proposal_exact(sph_model, D):
     N = 30_000
     p = sample_particles(pot, df, fin, N, selection=_gaussian_selection(D, 2.0), rng=5, observer=cells)
     dg = p.diagnostics[0]
-    print(f"heliocentric D = {D}: acceptance {dg.acceptance:.3f}, envelope raises {dg.envelope_raises}")
+    per_action = dg.acceptance * dg.n_proposals / dg.n_actions  # accepted per action evaluation
+    print(f"heliocentric D = {D}: acceptance {dg.acceptance:.3f} per proposal, {per_action:.3f} per action "
+          f"evaluation, envelope raises {dg.envelope_raises}, clipped {dg.clipped_fraction:.2g}")
     _check_gaussian_selection(pot, df, fin, p, D, 2.0, N, 1.0, f"heliocentric cells, selection at D = {D}")
+    assert dg.clipped_fraction == 0.0
     if D == 8.0:
-        assert dg.acceptance > 0.05  # the bound holds: thinning leaves the velocity proposal's acceptance
+        # the bound holds: positions are thinned by density x selection before their actions, so the actions are
+        # spent at the velocity proposal's own acceptance (measured 0.41; 0.20 with selection-only thinning)
+        assert per_action > 0.3
 
 
 def test_heliocentric_cells_geometry():
@@ -391,7 +396,7 @@ def test_heliocentric_region_mask_and_footprint_bound():
         u = pv[:, :3] / np.linalg.norm(pv[:, :3], axis=1, keepdims=True)
         return np.where(u @ u0 > np.cos(np.radians(1.5)), 0.7, 0.0)
 
-    _, S_up = Hs.initial_probabilities(lambda R, z: np.ones_like(R), sel)
+    _, S_up, _ = Hs.initial_probabilities(lambda R, z: np.ones_like(R), sel)
     shell = 2
     cells = shell * Hs.n_sky + np.arange(Hs.n_sky)
     cc = np.repeat(cells, 200)

@@ -19,10 +19,11 @@ just inside its four corners. For a magnitude limit behind a HEALPix dust map wh
 nside 32; the 2D maps: nside 64) S is the same everywhere in our pixel at a given distance and does not increase with
 distance, so S <= S_up holds in the whole cell; the corners also catch most pixels that a footprint's edge crosses
 (an APOGEE field's rim). With a sampling region, cells that cannot meet it get no probability
-(:meth:`HeliocentricCells.region_mask`). The sampler then thins a proposal with probability S / S_up *before* drawing its velocity and computing its
-actions, and the weight of a survivor, f S_up / q, no longer depends on the magnitude limit or the dust: the rejection
-envelope is set by how well the velocity proposal fits f. (A selection that breaks the bound somewhere is still
-sampled exactly - such a point keeps its own S and is not thinned - only less efficiently.)
+(:meth:`HeliocentricCells.region_mask`). The sampler then thins a proposal with probability rho / rho_up (rho_up = 3 x
+the largest probed density) and S / S_up *before* drawing its velocity and computing its actions, so the weight of a
+survivor no longer depends on the magnitude limit, the dust or the density's variation inside the cell: the rejection
+envelope is set by how well the velocity proposal fits f. (A density or selection that breaks its bound somewhere is
+still sampled exactly - that factor does not thin the point - only less efficiently.)
 
 References
 ----------
@@ -40,6 +41,9 @@ __all__ = ["HeliocentricCells"]
 
 #: NESTED resolution of the directions drawn inside a pixel
 _FINE_ORDER = 24
+#: factor on the largest probed density in a cell's density bound k rho_c (the probes can miss a steeper rise;
+#: thinning a position is cheap next to an action evaluation)
+_RHO_SAFETY = 3.0
 
 
 class HeliocentricCells:
@@ -235,6 +239,10 @@ class HeliocentricCells:
             Probabilities summing to 1.
         S_up : numpy.ndarray of float32, shape (n_cells,)
             Upper bounds of the selection per cell (1 without a selection; rounded up to float32).
+        rho_up : numpy.ndarray of float32, shape (n_cells,)
+            Density bounds per cell, k rho_c with k = 3 (the probes can miss a steeper rise) [Msun / kpc^3], rounded
+            up to float32: the sampler thins a position x in cell c with probability rho(x) / rho_up,c, then
+            S(x) / S_c, before its velocity is drawn.
 
         Raises
         ------
@@ -267,7 +275,10 @@ class HeliocentricCells:
                              "meet the region)")
         P = eps * d / d.sum()
         P += (1 - eps) * (m / m.sum() if m.sum() > 0 else d / d.sum())
-        return P / P.sum(), S_up
+        G = _RHO_SAFETY * rho_c.ravel()
+        G32 = np.nextafter(np.minimum(G, np.finfo(np.float32).max).astype(np.float32), np.float32(np.inf))
+        G32[G <= 0] = 0.0
+        return P / P.sum(), S_up, G32
 
     def describe(self) -> dict:
         return {"nside": self.nside, "n_shells": self.n_d, "d_min": float(self.d_edges[1]),

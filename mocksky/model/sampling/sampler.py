@@ -39,13 +39,16 @@ Heliocentric cells (``observer`` given)
 ---------------------------------------
 For a magnitude-limited target the position proposal can instead live on cells of the observer's sky (HEALPix) x
 distance shells (:mod:`.helio`), with cell probabilities following the density times an upper bound S_up of the
-selection in each cell. A proposal x is first thinned: kept with probability S(x) / S_up(cell), before its velocity
-is drawn and its actions are computed; a survivor has the weight w' = f(J) S_up / q(x, v), a thinned one w' = 0.
+selection in each cell. A proposal x is first thinned twice, before its velocity is drawn and its actions are
+computed: kept with probability a1 = rho(x) / rho_up(cell) (rho_up = 3 x the largest density at the cell's probe
+points), then a2 = S(x) / S_up(cell); a survivor has the weight w' = f(J) S / (q(x, v) a1 a2), a thinned one w' = 0.
 E[w'] = E[f S / q] (unbiased mass estimate) and accepting with probability w' / W accepts x with probability
-(S / S_up) (f S_up / q) / W = w / W, the plain rejection rule: the sample is exact, while W only needs to bound
-f S_up / q, which no longer depends on the magnitude limit or the dust. Where a selection exceeds the cell's bound (a
-probe missed a brighter spot) the point is not thinned and keeps w = f S / q, so exactness never depends on the
-bound. Azimuth copies do not apply (``azimuth_copies`` must be 1). The pilot adapts the cell probabilities per node
+a1 a2 (f S / (q a1 a2)) / W = w / W, the plain rejection rule: the sample is exact, while W only needs to bound
+w' = (f / rho) rho_up S_up / q, which depends neither on the magnitude limit and the dust nor on how the density
+varies inside a cell, only on how well the velocity proposal fits f (accepted points per action evaluation: 0.30-0.45
+for the BV23 components against ~0.12-0.29 with the selection thinning alone). Where a density or selection exceeds
+the cell's bound (a probe missed a steeper rise) that factor is 1, so exactness never depends on the bounds.
+Azimuth copies do not apply (``azimuth_copies`` must be 1). The pilot adapts the cell probabilities per node
 interval of the (R, z) grid (the largest weight there, a measure of how well the velocity proposal fits f).
 
 Sampling runs in two epochs: a pilot with the initial proposal, then a proposal whose position
@@ -238,6 +241,24 @@ class Particles:
                          self.diagnostics, dict(self.meta))
 
 
+class _HelioDensity:
+    """Density used to bound and thin heliocentric proposals: the component's density object where it is positive
+    (it may cover a smaller grid than the DF), else the DF's own density from the proposal grid's moments, as for the
+    Galactocentric cells. Picklable (sent to the workers with the plan)."""
+
+    def __init__(self, density, proposal):
+        self.density, self.proposal = density, proposal
+
+    def __call__(self, R, z) -> np.ndarray:
+        if self.density is None:
+            return np.asarray(self.proposal.rho(R, z), dtype=np.float64)
+        rd = np.array(self.density._density(R, z), dtype=np.float64)
+        bad = ~(np.isfinite(rd) & (rd > 0))
+        if bad.any():
+            rd[bad] = np.asarray(self.proposal.rho(np.asarray(R)[bad], np.asarray(z)[bad]), dtype=np.float64)
+        return rd
+
+
 class _Epoch:
     """Accumulators of one proposal epoch (the pilot, then the adapted proposal)."""
 
@@ -412,16 +433,9 @@ class ComponentSampler:
                 d_sun = float(np.linalg.norm(frame_matrices(observer)["sun_position"]))
                 self.helio = HeliocentricCells.for_solar(observer, opts.pop("d_max", self.scales.r_max + d_sun), **opts)
 
-            def rho(R, z, _d=density, _p=prop):
-                # the given density where it is positive (it may cover a smaller grid than the DF), else the DF's
-                # own density from the grid moments, as for the Galactocentric cells
-                r = _p.rho(R, z)
-                if _d is None:
-                    return r
-                rd = np.asarray(_d._density(R, z), dtype=np.float64)
-                return np.where(np.isfinite(rd) & (rd > 0), rd, r)
-            P0, self._S_up = self.helio.initial_probabilities(
-                rho, selection, bounds=None if region is None else region.bounds())
+            self._helio_rho = _HelioDensity(density, prop)
+            P0, self._S_up, self._rho_up = self.helio.initial_probabilities(
+                self._helio_rho, selection, bounds=None if region is None else region.bounds())
             self._epochs: List[_Epoch] = [self._make_helio_epoch(P0)]
         else:
             self._epochs = [self._make_epoch(prop.cell_P)]
@@ -587,8 +601,10 @@ class ComponentSampler:
         ep = self._epochs[-1]
         nb = int(n)
         # sorted uniforms: the same multiset of cells, found ~7x faster in a table of millions of cells (each
-        # search starts where the previous one ended); rows come out grouped by cell, which no estimate depends on
+        # search starts where the previous one ended); then shuffled, because the accepted points must come out in
+        # random order (sample() returns the first n of them)
         c = np.minimum(np.searchsorted(ep.cdf, np.sort(rng.random(nb)), side="right"), len(ep.cdf) - 1)
+        c = c[rng.permutation(nb)]
         xyz = H.draw(c, rng)
         ep.n_x_tried += nb
         if self.region is not None:
@@ -598,18 +614,32 @@ class ComponentSampler:
         else:
             ep.n_x_ok += nb
         m = len(c)
-        # two-stage rejection (see the module docstring): S(x) is replaced by the cell's bound S_up, kept with
-        # probability S / S_up, before the velocities and actions, which are spent on the survivors only; unbiased
-        # wherever S <= S_up, and where a probe missed a larger S the point is kept untouched with its own S
-        S = np.ones(m)
-        if self.selection is not None and m:
-            pv0 = np.zeros((m, 6))
-            pv0[:, :3] = xyz
+        # thinning before the velocities and actions, which are spent on the survivors only (see the module
+        # docstring): a position is kept with probability a1 = rho(x) / rho_up(c), then a2 = S(x) / S_up(c); a survivor
+        # weighs f S / (q a1 a2), i.e. its selection factor becomes S / (a1 a2). A factor whose bound a probe missed
+        # (a > 1, or a density that is not positive) is 1: that point is not thinned by it. Unbiased in every case.
+        if m:
+            g = self._helio_rho(np.hypot(xyz[:, 0], xyz[:, 1]), xyz[:, 2])
+            gu = self._rho_up[c].astype(np.float64)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                a1 = np.where((g > 0) & np.isfinite(g) & (g < gu), g / np.where(gu > 0, gu, 1.0), 1.0)
+            k1 = np.flatnonzero(rng.random(m) < a1)
+        else:
+            a1 = np.empty(0)
+            k1 = np.empty(0, dtype=np.int64)
+        S = np.zeros(m)
+        if self.selection is not None and len(k1):
+            pv0 = np.zeros((len(k1), 6))
+            pv0[:, :3] = xyz[k1]
             s_v = np.asarray(self.selection(pv0), dtype=np.float64)
-            if s_v.shape != (m,) or not np.all((s_v >= 0) & (s_v <= 1)):
+            if s_v.shape != (len(k1),) or not np.all((s_v >= 0) & (s_v <= 1)):
                 raise ValueError("selection(posvel) must return probabilities in [0, 1] of shape (N,)")
-            su = self._S_up[c]
-            S = np.where(s_v > su, s_v, np.where(rng.random(m) * su < s_v, su, 0.0))
+            su = self._S_up[c[k1]].astype(np.float64)
+            a2 = np.where(s_v < su, s_v / np.where(su > 0, su, 1.0), 1.0)
+            keep2 = (s_v > 0) & (rng.random(len(k1)) < a2)
+            S[k1[keep2]] = s_v[keep2] / (a1[k1[keep2]] * a2[keep2])
+        elif len(k1):
+            S[k1] = 1.0 / a1[k1]
         live = np.flatnonzero(S > 0)
         posvel = np.zeros((m, 6))
         posvel[:, :3] = xyz
