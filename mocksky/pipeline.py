@@ -383,9 +383,11 @@ def make_plan(recipe: Recipe, model, seed: int, scale: float = 1.0) -> RunPlan:
             sel = None
             d_max = cp.max_stars_per_mass(P.m_min) * 1.05
         helio = recipe.sample.proposal == "heliocentric"
+        # an importance-weighted mock spends one action per positive-weight proposal: no density thinning there
         smp = ComponentSampler(model.potential, model.dfs[name], finder, density=model.component(name).density,
                                region=region, selection=sel, rng=rng, n_pilot=n_pilot, azimuth_copies=K,
-                               observer=solar if helio else None)
+                               observer=solar if helio else None,
+                               density_thinning=recipe.sample.method != "weighted")
         smp.prepare(rng=rng)
         smp.run(n_pilot, rng=rng)  # the adapted epoch: sets its envelope, refines M_hat
         m_sel, m_err = smp.mass_estimate()

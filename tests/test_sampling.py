@@ -307,29 +307,32 @@ def test_azimuth_dependent_selection(sph_model):
     _check_gaussian_selection(pot, df, fin, p, 8.0, 2.0, N, 2.0, "azimuth-dependent selection")
 
 
-@pytest.mark.parametrize("D", [8.0, 6.0])
-def test_heliocentric_proposal_exact(sph_model, D):
+@pytest.mark.parametrize("D, thin", [(8.0, True), (6.0, True), (8.0, False)])
+def test_heliocentric_proposal_exact(sph_model, D, thin):
     """Heliocentric cells around an observer at (-8, 0, 0) kpc (:mod:`mocksky.model.sampling.helio`), with the
     Gaussian selection centred on the observer (D = 8: S falls along every line of sight, so the cells' bound
     S_up holds and proposals are thinned by S / S_up before their actions) and 2 kpc away from it (D = 6: S rises
     along some lines of sight, the bound fails there and those points keep their own S). Both must be exact:
-    mass, radial and azimuthal distributions against quadrature."""
+    mass, radial and azimuthal distributions against quadrature; with and without the density thinning."""
     from mocksky.model.sampling.helio import HeliocentricCells
 
     pot, df, fin = sph_model
     cells = HeliocentricCells((-8.0, 0.0, 0.0), np.eye(3), 40.0, nside=8, shells_per_decade=8)
     N = 30_000
-    p = sample_particles(pot, df, fin, N, selection=_gaussian_selection(D, 2.0), rng=5, observer=cells)
+    p = sample_particles(pot, df, fin, N, selection=_gaussian_selection(D, 2.0), rng=5, observer=cells,
+                         density_thinning=thin)
     dg = p.diagnostics[0]
     per_action = dg.acceptance * dg.n_proposals / dg.n_actions  # accepted per action evaluation
     print(f"heliocentric D = {D}: acceptance {dg.acceptance:.3f} per proposal, {per_action:.3f} per action "
           f"evaluation, envelope raises {dg.envelope_raises}, clipped {dg.clipped_fraction:.2g}")
     _check_gaussian_selection(pot, df, fin, p, D, 2.0, N, 1.0, f"heliocentric cells, selection at D = {D}")
     assert dg.clipped_fraction == 0.0
-    if D == 8.0:
+    if D == 8.0 and thin:
         # the bound holds: positions are thinned by density x selection before their actions, so the actions are
-        # spent at the velocity proposal's own acceptance (measured 0.41; 0.20 with selection-only thinning)
+        # spent at the velocity proposal's own acceptance (measured 0.40; 0.20 with selection-only thinning)
         assert per_action > 0.3
+    elif D == 8.0:
+        assert 0.1 < per_action < 0.3
 
 
 def test_heliocentric_cells_geometry():

@@ -351,6 +351,11 @@ class ComponentSampler:
     observer_options : dict, optional
         Options of :class:`.helio.HeliocentricCells` (nside, d_min, shells_per_decade, d_max) when ``observer`` is
         a set of solar parameters.
+    density_thinning : bool
+        With heliocentric cells, also thin positions by rho / rho_up before their velocities (default True: fewer
+        action evaluations per accepted point). An importance-weighted sample (:mod:`.weighted`) spends one
+        action evaluation per positive-weight proposal whatever the thinning, so there it only adds position draws
+        (measured on ``apogee_dr17_gaia``: 2.2x the time, the same likelihood); pass False.
     **proposal_options
         Passed to :class:`.proposal.Proposal` (n_R, n_z, refine, inflate, eps_v, eps_x, n_is, n_rounds,
         scale_mixture).
@@ -366,7 +371,7 @@ class ComponentSampler:
                  mass_tail: float = 1e-5, r_max_limit: float = 1e5, safety: float = 1.1,
                  max_envelope_growth: float = 10.0, n_pilot: int = 100_000, max_proposals: int = 200_000_000,
                  batch_max: int = 400_000, azimuth_copies: int = 1, observer=None, observer_options=None,
-                 **proposal_options):
+                 density_thinning: bool = True, **proposal_options):
         t0 = time.perf_counter()
         rng = np.random.default_rng(rng)
         self._rng = rng
@@ -434,6 +439,7 @@ class ComponentSampler:
                 self.helio = HeliocentricCells.for_solar(observer, opts.pop("d_max", self.scales.r_max + d_sun), **opts)
 
             self._helio_rho = _HelioDensity(density, prop)
+            self.density_thinning = bool(density_thinning)
             P0, self._S_up, self._rho_up = self.helio.initial_probabilities(
                 self._helio_rho, selection, bounds=None if region is None else region.bounds())
             self._epochs: List[_Epoch] = [self._make_helio_epoch(P0)]
@@ -618,7 +624,10 @@ class ComponentSampler:
         # docstring): a position is kept with probability a1 = rho(x) / rho_up(c), then a2 = S(x) / S_up(c); a survivor
         # weighs f S / (q a1 a2), i.e. its selection factor becomes S / (a1 a2). A factor whose bound a probe missed
         # (a > 1, or a density that is not positive) is 1: that point is not thinned by it. Unbiased in every case.
-        if m:
+        if m and not self.density_thinning:
+            a1 = np.ones(m)
+            k1 = np.arange(m)
+        elif m:
             g = self._helio_rho(np.hypot(xyz[:, 0], xyz[:, 1]), xyz[:, 2])
             gu = self._rho_up[c].astype(np.float64)
             with np.errstate(divide="ignore", invalid="ignore"):
