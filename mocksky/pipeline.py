@@ -383,11 +383,11 @@ def make_plan(recipe: Recipe, model, seed: int, scale: float = 1.0) -> RunPlan:
             sel = None
             d_max = cp.max_stars_per_mass(P.m_min) * 1.05
         helio = recipe.sample.proposal == "heliocentric"
+        forced = recipe.sample.method == "weighted"
         # an importance-weighted mock spends one action per positive-weight proposal: no density thinning there
         smp = ComponentSampler(model.potential, model.dfs[name], finder, density=model.component(name).density,
                                region=region, selection=sel, rng=rng, n_pilot=n_pilot, azimuth_copies=K,
-                               observer=solar if helio else None,
-                               density_thinning=recipe.sample.method != "weighted")
+                               observer=solar if helio else None, density_thinning=not forced)
         smp.prepare(rng=rng)
         smp.run(n_pilot, rng=rng)  # the adapted epoch: sets its envelope, refines M_hat
         m_sel, m_err = smp.mass_estimate()
@@ -396,7 +396,6 @@ def make_plan(recipe: Recipe, model, seed: int, scale: float = 1.0) -> RunPlan:
                               "region and the magnitude limit")
         need = int(np.ceil(1.05 * scale * m_sel * d_max))
         cap = max(int(np.ceil(recipe.sample.max_points * scale)), 1)
-        forced = recipe.sample.method == "weighted"
         n = max(cap if forced else min(need, cap), 100)
         scheme = None
         d = smp.diagnostics()

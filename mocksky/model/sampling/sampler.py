@@ -772,8 +772,8 @@ class ComponentSampler:
     def _adapt_helio(self) -> None:
         """Adapt the heliocentric cell probabilities to the pilot weights.
 
-        The weights left after the selection's bound (f S_up / q) vary mostly with how well the velocity proposal
-        fits f, a smooth function of (R, |z|): per node interval g of the Galactocentric grid the largest pilot
+        The weights left after the thinning ((f / rho) rho_up S_up / q, or f S_up / q without density thinning) vary
+        mostly with how well the velocity proposal fits f, a smooth function of (R, |z|): per node interval g of the Galactocentric grid the largest pilot
         weight m_g is taken (the global largest where g was proposed fewer than 30 times, at least 1e-3 of it), and
         cell c is proposed in proportion to P_c max_k m_g(x_k) over its probe points (:meth:`.helio.
         HeliocentricCells.probe_points`).
