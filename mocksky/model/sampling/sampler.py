@@ -40,8 +40,9 @@ Heliocentric cells (``observer`` given)
 For a magnitude-limited target the position proposal can instead live on cells of the observer's sky (HEALPix) x
 distance shells (:mod:`.helio`), with cell probabilities following the density times an upper bound S_up of the
 selection in each cell. A proposal x is first thinned twice, before its velocity is drawn and its actions are
-computed: kept with probability a1 = rho(x) / rho_up(cell) (rho_up = 3 x the largest density at the cell's probe
-points), then a2 = S(x) / S_up(cell); a survivor has the weight w' = f(J) S / (q(x, v) a1 a2), a thinned one w' = 0.
+computed: kept with probability a1 = rho(x) / rho_up(cell) (rho_up = 1.1 x the largest density at the cell's 15-25
+probe points, :meth:`.helio.HeliocentricCells.density_bounds`), then a2 = S(x) / S_up(cell); a survivor has the
+weight w' = f(J) S / (q(x, v) a1 a2), a thinned one w' = 0.
 E[w'] = E[f S / q] (unbiased mass estimate) and accepting with probability w' / W accepts x with probability
 a1 a2 (f S / (q a1 a2)) / W = w / W, the plain rejection rule: the sample is exact, while W only needs to bound
 w' = (f / rho) rho_up S_up / q, which depends neither on the magnitude limit and the dust nor on how the density
