@@ -526,7 +526,7 @@ def run_chunk(plan: RunPlan, index: int, directory: Union[str, os.PathLike]) -> 
     tab = populate(parts, plan.populations, mode=P.mode, m_min=P.m_min, band=P.band, limit=P.limit,
                    extinction=plan.extinction,
                    solar=plan.solar, rng=np.random.default_rng(s_pop), mass=mass,
-                   overflow="clip" if wplan is None else "weight", logg_max=plan.logg_max)
+                   overflow="clip" if wplan is None else "weight", logg_max=plan.logg_max, selection=sel)
     tab["component"] = np.full(len(tab), ci, dtype=np.int16)
     pop_info = dict(tab.meta["populate"]["components"].get(name, {}))
     secs["populate"] = time.perf_counter() - t

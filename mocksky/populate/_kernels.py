@@ -719,3 +719,54 @@ def detectable_fraction(logage, mh_iso, mlim, band, m_min, G, edges, alpha, coef
         else:
             num[i] = 0.0
     return lo, hi, num
+
+
+@numba.njit(parallel=True, cache=True)
+def age_bin_draw(mu, u_bin, mu0, dmu, table):
+    """Age bin and count factor per point (:meth:`mocksky.populate.MagnitudeSelection.draw_ages`).
+
+    ``table`` (K, n_mu): the bins' envelopes E_k on the uniform grid mu0 + j dmu (E_k(mu) = E_k[0] below the grid,
+    0 above, linear in between). Bin k is drawn with probability E_k(mu) / sum_j E_j(mu) from ``u_bin``; the factor
+    is (sum_j E_j(mu) / K) / E_k(mu) (0 where every E_j(mu) is 0). Returns (k (int64), factor)."""
+    n = mu.shape[0]
+    nb, nm = table.shape
+    kout = np.zeros(n, dtype=np.int64)
+    fout = np.zeros(n)
+    for i in prange(n):
+        x = (mu[i] - mu0) / dmu
+        if x != x or x >= nm - 1:
+            kout[i] = nb - 1
+            continue
+        if x <= 0.0:
+            j = 0
+            t = 0.0
+        else:
+            j = int(x)
+            t = x - j
+        tot = 0.0
+        for k in range(nb):
+            tot += (1.0 - t) * table[k, j] + t * table[k, j + 1]
+        if not tot > 0.0:
+            kout[i] = nb - 1
+            continue
+        target = u_bin[i] * tot
+        acc = 0.0
+        kk = nb - 1
+        ek = 0.0
+        for k in range(nb):
+            e = (1.0 - t) * table[k, j] + t * table[k, j + 1]
+            acc += e
+            if acc > target and e > 0.0:
+                kk = k
+                ek = e
+                break
+        if ek == 0.0:  # rounding at the top end: the last bin with a positive envelope
+            for k in range(nb - 1, -1, -1):
+                e = (1.0 - t) * table[k, j] + t * table[k, j + 1]
+                if e > 0.0:
+                    kk = k
+                    ek = e
+                    break
+        kout[i] = kk
+        fout[i] = tot / nb / ek
+    return kout, fout
