@@ -10,7 +10,8 @@ The first run (at the smallest size's scale guess) calibrates the number of cata
 (``name: value unit``): rows (catalogue stars kept), stars generated, wall seconds of the chain (model load and the
 comparison stage excluded, the plan included), stars/s/core (kept rows per second per core), peak RSS (the sum over
 the driver and every worker process, sampled by psutil every 0.2 s), and the projected wall time of the full-sky
-mock on this machine's cores (full_rows / kept rows per second of the largest run). Outputs are deleted unless
+mock on this machine's cores (the largest run's plan time, which does not grow with the size, plus full_rows times
+its chunk seconds per kept row). ``chunk_stars_per_s_per_core`` leaves the plan out. Outputs are deleted unless
 --keep.
 """
 from __future__ import annotations
@@ -85,6 +86,8 @@ def main():
         print(f"{tag}_chain_seconds: {tp['seconds']:.1f} s")
         print(f"{tag}_plan_seconds: {res.timings['plan']:.1f} s")
         print(f"{tag}_stars_per_s_per_core: {rate / cores:.4g} stars/s/core")
+        chunk_s = tp["seconds"] - res.timings["plan"]
+        print(f"{tag}_chunk_stars_per_s_per_core: {tp['stars_kept'] / chunk_s / cores:.4g} stars/s/core")
         print(f"{tag}_generated_per_s_per_core: {tp['stars_generated'] / tp['seconds'] / cores:.4g} stars/s/core")
         print(f"{tag}_peak_rss: {mem.peak / 2**30:.3f} GB")
         for k, v in res.summary["stage_seconds_summed"].items():
@@ -94,11 +97,12 @@ def main():
         print(f"{tag}_proposals_per_row: {props / max(tp['stars_kept'], 1):.1f} proposals")
         print(f"{tag}_actions_per_row: {acts / max(tp['stars_kept'], 1):.1f} actions")
         print(f"{tag}_full_mock_rows_estimate: {full_rows:.4g} stars", flush=True)
-        last = rate
+        last = (res.timings["plan"], chunk_s / max(tp["stars_kept"], 1))
         if not args.keep:
             shutil.rmtree(out, ignore_errors=True)
     print(f"cores: {cores} cores")
-    print(f"full_sky_projected_wall_time: {full_rows / last / 3600:.3g} h")
+    plan_s, s_per_row = last
+    print(f"full_sky_projected_wall_time: {(plan_s + full_rows * s_per_row) / 3600:.3g} h")
 
 
 if __name__ == "__main__":

@@ -243,12 +243,15 @@ class HeliocentricCells:
         numpy.ndarray of float64, shape (n_shells, n_sky)
         """
         U = self._probe_directions()  # (5, n_sky, 3)
+        # a pixel corner is shared by ~4 pixels: the density is evaluated once per distinct direction
+        Du, inv = np.unique(np.round(U.reshape(-1, 3), 10), axis=0, return_inverse=True)
+        Du = U.reshape(-1, 3)[np.unique(inv.ravel(), return_index=True)[1]]
+        inv = inv.reshape(len(U), -1)
 
-        def _max_at(d):  # largest density over the 5 directions at distance(s) d (scalar or (5, n_sky))
-            d = np.asarray(d, dtype=np.float64)
-            xyz = (U * (d[..., None] if d.ndim else d)).reshape(-1, 3) + self.position
+        def _max_at(d):  # largest density over the 5 directions of every pixel at distance d
+            xyz = Du * float(d) + self.position
             r = np.asarray(rho(np.hypot(xyz[:, 0], xyz[:, 1]), xyz[:, 2]), dtype=np.float64)
-            return np.where(np.isfinite(r) & (r > 0), r, 0.0).reshape(len(U), -1).max(axis=0)
+            return np.where(np.isfinite(r) & (r > 0), r, 0.0)[inv].max(axis=0)
 
         edge = np.array([_max_at(d) for d in self.d_edges])  # (n_d + 1, n_sky)
         mid = np.array([_max_at(0.5 * (self.d_edges[sh] + self.d_edges[sh + 1])) for sh in range(self.n_d)])
