@@ -38,7 +38,10 @@ Modes (one star per point at most; a point of mass M_i is kept with probability 
 
 p_i must not exceed 1: the caller supplies enough points (``ComponentPopulation.max_stars_per_mass``
 gives the density needed; :class:`MagnitudeSelection` makes a selection function for the sampler that
-concentrates points where stars can be seen and returns the point masses to use).
+concentrates points where stars can be seen and returns the point masses to use). Points sampled with a
+:class:`MagnitudeSelection` are populated with ``selection=`` it: the age is then drawn from one of its
+equal-probability age bins, chosen in proportion to the bin's envelope at the point, and p_i is reweighted so
+that counts and ages are those of the plain draw (:meth:`MagnitudeSelection.draw_ages`).
 """
 from __future__ import annotations
 
