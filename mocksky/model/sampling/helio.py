@@ -19,11 +19,12 @@ just inside its four corners. For a magnitude limit behind a HEALPix dust map wh
 nside 32; the 2D maps: nside 64) S is the same everywhere in our pixel at a given distance and does not increase with
 distance, so S <= S_up holds in the whole cell; the corners also catch most pixels that a footprint's edge crosses
 (an APOGEE field's rim). With a sampling region, cells that cannot meet it get no probability
-(:meth:`HeliocentricCells.region_mask`). The sampler then thins a proposal with probability rho / rho_up (rho_up = 1.1 x
-the largest density at the cell's probe points, :meth:`HeliocentricCells.density_bounds`) and S / S_up *before* drawing its velocity and computing its actions, so the weight of a
-survivor no longer depends on the magnitude limit, the dust or the density's variation inside the cell: the rejection
-envelope is set by how well the velocity proposal fits f. (A density or selection that breaks its bound somewhere is
-still sampled exactly - that factor does not thin the point - only less efficiently.)
+(:meth:`HeliocentricCells.region_mask`). The sampler then thins a proposal with probability rho / rho_up
+(rho_up = 1.1 x the largest density at the cell's probe points, :meth:`HeliocentricCells.density_bounds`) and
+S / S_up *before* drawing its velocity and computing its actions, so the weight of a survivor no longer depends on
+the magnitude limit, the dust or the density's variation inside the cell: the rejection envelope is set by how well
+the velocity proposal fits f. (A density or selection that breaks its bound somewhere is still sampled exactly -
+that factor does not thin the point - only less efficiently.)
 
 References
 ----------
@@ -301,8 +302,8 @@ class HeliocentricCells:
             Upper bounds of the selection per cell (1 without a selection; rounded up to float32).
         rho_up : numpy.ndarray of float32, shape (n_cells,)
             Density bounds per cell, k rho_c with k = 1.1 (the probes miss at most 4 % on BV23's components)
-            [Msun / kpc^3], rounded up to float32: the sampler thins a position x in cell c with probability rho(x) / rho_up,c, then
-            S(x) / S_c, before its velocity is drawn.
+            [Msun / kpc^3], rounded up to float32: the sampler thins a position x in cell c with probability
+            rho(x) / rho_up,c, then S(x) / S_c, before its velocity is drawn.
 
         Raises
         ------
