@@ -272,6 +272,48 @@ def test_healpix_counts(tmp_path):
         HealpixScheme(frame="ecliptic")
 
 
+def test_binning_partitioned_catalogues_in_batches(tmp_path, bv24, monkeypatch):
+    """A dataset directory is binned batch by batch (each batch of whole parts closed before the next, so the
+    memory-mapped pages held do not grow with the catalogue): the same HEALPix counts and velocity histograms as
+    binning the open DataFrame of all parts at once."""
+    import mocksky.compare.binning as B
+    from mocksky.catalogue import open_vaex, open_vaex_batches
+
+    rng = np.random.default_rng(9)
+    cat = synth_from_histograms(bv24.observed, rng)
+    n = len(cat["R"])
+    cat = {**cat, "l": rng.uniform(0, 360, n), "b": np.degrees(np.arcsin(rng.uniform(-1, 1, n))),
+           "phot_g_mean_mag": rng.uniform(3, 20.7, n), "selection_probability": rng.random(n)}
+    d = tmp_path / "parts"
+    bounds = np.linspace(0, n, 8).astype(int)
+    write_manifest(d, [write_part({k: v[a:b] for k, v in cat.items()}, d, i)
+                       for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))])
+    per_part = int(np.diff(bounds).max())
+    monkeypatch.setattr(B, "BATCH_ROWS", 2 * per_part)
+    seen = []
+    for df in open_vaex_batches(d, max_rows=2 * per_part):
+        seen.append(len(df))
+    assert len(seen) == 4 and sum(seen) == n and max(seen) <= 2 * per_part
+    with pytest.raises(ValueError, match="max_rows"):
+        next(open_vaex_batches(d, max_rows=0))
+    sch = HealpixScheme(nside=8, nest=True)
+    whole = open_vaex(d)
+    try:
+        ref_h = bin_healpix(whole, sch, weight="selection_probability")
+        ref_v = bin_velocities(whole, bv24.scheme, weight="selection_probability")
+    finally:
+        whole.close()
+    h = bin_healpix(d, sch, weight="selection_probability")
+    v = bin_velocities(d, bv24.scheme, weight="selection_probability")
+    np.testing.assert_allclose(h.counts, ref_h.counts, rtol=1e-12)
+    np.testing.assert_allclose(h.sumw2, ref_h.sumw2, rtol=1e-12)
+    assert v.meta["rows"] == n
+    for c in COMPONENTS:
+        np.testing.assert_allclose(v.counts[c], ref_v.counts[c], rtol=1e-12)
+        np.testing.assert_array_equal(v.nstars[c], ref_v.nstars[c])
+    np.testing.assert_allclose(v.R_mean, ref_v.R_mean, rtol=1e-12)
+
+
 def test_binning_speed(tmp_path, bv24):
     """2e6 stars, BV24 scheme, weighted: one vaex pass over the written file."""
     rng = np.random.default_rng(0)

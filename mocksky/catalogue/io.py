@@ -42,7 +42,7 @@ import re
 import uuid
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -50,7 +50,7 @@ from .schema import COLUMNS, StarTable
 
 __all__ = [
     "FORMATS", "MANIFEST_NAME", "CatalogueIntegrityError", "PartInfo", "write_catalogue", "read_catalogue",
-    "read_metadata", "write_part", "write_manifest", "verify_manifest", "open_vaex", "file_sha256",
+    "read_metadata", "write_part", "write_manifest", "verify_manifest", "open_vaex", "open_vaex_batches", "file_sha256",
     "format_from_path",
 ]
 
@@ -770,6 +770,41 @@ def verify_manifest(path: PathLike, checksums: bool = True) -> dict:
 # vaex
 # --------------------------------------------------------------------------------------------------------------
 
+def _vaex_files(path: PathLike, verify: bool = False) -> Tuple[List[str], Optional[List[int]]]:
+    """The files :func:`open_vaex` opens for ``path``, and their row counts when a manifest gives them."""
+    p = Path(path)
+    s = os.fspath(path)
+    rows = None
+    if any(ch in s for ch in "*?["):
+        files = sorted(_glob.glob(s))
+        if not files:
+            raise FileNotFoundError(f"no files match {s!r}")
+    else:
+        mpath = _manifest_path(p) if p.exists() or p.suffix.lower() == ".json" else None
+        if mpath is not None:
+            man = verify_manifest(mpath, checksums=verify)
+            # empty parts add nothing, and vaex cannot open an empty FITS table
+            parts = [part for part in man["parts"] if part["rows"] > 0] or man["parts"][:1]
+            files = [str(mpath.parent / part["file"]) for part in parts]
+            rows = [int(part["rows"]) for part in parts]
+        else:
+            if not p.is_file():
+                raise FileNotFoundError(f"catalogue file {p} does not exist")
+            format_from_path(p)
+            files = [s]
+    return files, rows
+
+
+def _open_files(files: Sequence[str]):
+    import vaex
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        df = vaex.open(files[0]) if len(files) == 1 else vaex.open_many(files)
+        gc.collect()
+    return df
+
+
 def open_vaex(path: PathLike, verify: bool = False):
     """Open a catalogue as a vaex DataFrame (memory-mapped HDF5; Parquet/FITS through vaex's readers).
 
@@ -794,28 +829,54 @@ def open_vaex(path: PathLike, verify: bool = False):
     Python reports as ``ResourceWarning``; those warnings are silenced (and the garbage collected) inside this call
     only.
     """
-    import vaex
+    files, _ = _vaex_files(path, verify)
+    return _open_files(files)
 
-    p = Path(path)
-    s = os.fspath(path)
-    if any(ch in s for ch in "*?["):
-        files = sorted(_glob.glob(s))
-        if not files:
-            raise FileNotFoundError(f"no files match {s!r}")
-    else:
-        mpath = _manifest_path(p) if p.exists() or p.suffix.lower() == ".json" else None
-        if mpath is not None:
-            man = verify_manifest(mpath, checksums=verify)
-            # empty parts add nothing, and vaex cannot open an empty FITS table
-            parts = [part for part in man["parts"] if part["rows"] > 0] or man["parts"][:1]
-            files = [str(mpath.parent / part["file"]) for part in parts]
-        else:
-            if not p.is_file():
-                raise FileNotFoundError(f"catalogue file {p} does not exist")
-            format_from_path(p)
-            files = [s]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        df = vaex.open(files[0]) if len(files) == 1 else vaex.open_many(files)
-        gc.collect()
-    return df
+
+def open_vaex_batches(path: PathLike, max_rows: int = 4_000_000, verify: bool = False) -> Iterator:
+    """Open a catalogue as consecutive vaex DataFrames of whole parts, each closed before the next opens.
+
+    Aggregations that add up over rows (counts, sums, histograms) run batch by batch in memory bounded by
+    ``max_rows``, whatever the catalogue's size: vaex memory-maps its files, and the pages it has read stay resident
+    until the file is closed (binning the four columns of a 1e8-row star-count mock at once held 3.2 GB).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        As for :func:`open_vaex`.
+    max_rows : int
+        Largest number of rows per batch (a part with more rows is a batch of its own). Parts without a manifest
+        (a glob) count as ``max_rows`` each: one file per batch.
+    verify : bool
+        As for :func:`open_vaex`.
+
+    Yields
+    ------
+    vaex.dataframe.DataFrame
+        Closed after the consumer asks for the next one (or stops iterating).
+
+    Raises
+    ------
+    ValueError
+        ``max_rows`` < 1.
+    """
+    if isinstance(max_rows, bool) or int(max_rows) < 1:
+        raise ValueError(f"max_rows: need a positive integer, got {max_rows!r}")
+    files, rows = _vaex_files(path, verify)
+    rows = rows if rows is not None else [int(max_rows)] * len(files)
+    batch, n = [], 0
+    groups = []
+    for f, r in zip(files, rows):
+        if batch and n + r > max_rows:
+            groups.append(batch)
+            batch, n = [], 0
+        batch.append(f)
+        n += r
+    groups.append(batch)
+    for g in groups:
+        df = _open_files(g)
+        try:
+            yield df
+        finally:
+            df.close()
+

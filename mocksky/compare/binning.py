@@ -59,6 +59,10 @@ BV24_ABSZ_EDGES = (0.0, 0.3, 0.7, 1.0, 1.5, 2.0, 3.0)
 #: BV23 velocity limits [km/s] used by :func:`bv23_scheme` when none are given (the paper does not tabulate them).
 BV23_DEFAULT_LIMITS = {"vR": (-250.0, 250.0), "vz": (-200.0, 200.0), "vphi": (-150.0, 400.0)}
 
+#: rows per batch of parts when a catalogue path is binned (:func:`_frames`): ~4 columns x 8 bytes x 4e6 rows of
+#: memory-mapped pages resident at a time
+BATCH_ROWS = 4_000_000
+
 # --------------------------------------------------------------------------------------------------------------
 # compiled kernels
 # --------------------------------------------------------------------------------------------------------------
@@ -633,6 +637,24 @@ class _Opened:
         return False
 
 
+def _frames(source):
+    """vaex DataFrames covering a source: the DataFrame itself (left open), or a path's parts in batches of at most
+    :data:`BATCH_ROWS` rows, each closed before the next (:func:`mocksky.catalogue.io.open_vaex_batches`), so
+    that binning a catalogue of any size keeps a bounded number of memory-mapped pages resident."""
+    if isinstance(source, (str, os.PathLike)):
+        from ..catalogue.io import open_vaex_batches
+
+        yield from open_vaex_batches(source, max_rows=BATCH_ROWS)
+    elif hasattr(source, "count") and hasattr(source, "add_function"):
+        yield source
+    else:
+        raise TypeError(f"source must be a catalogue path or a vaex DataFrame, got {type(source).__name__}")
+
+
+def _add(acc: Optional[dict], res: dict) -> dict:
+    return dict(res) if acc is None else {k: acc[k] + v for k, v in res.items()}
+
+
 def _validate(df, exprs: Mapping[str, Optional[str]]) -> None:
     """Raise KeyError naming the argument whose column or expression the DataFrame cannot evaluate."""
     for what, expr in exprs.items():
@@ -647,6 +669,66 @@ def _validate(df, exprs: Mapping[str, Optional[str]]) -> None:
 
 def _selection_arg(selection):
     return False if selection is None else selection
+
+
+def _velocity_sums(df, scheme: VelocityScheme, cols: Mapping[str, str], weight: Optional[str],
+                   selection: Optional[str]) -> dict:
+    """Per-bin counts and weight sums of one DataFrame (see :func:`bin_velocities`), additive over rows."""
+    _validate(df, {**cols, "weight": weight, "selection": selection})
+    sel = _selection_arg(selection)
+    cells = scheme.cells
+    Re, ze = np.asarray(cells.R_edges), np.asarray(cells.absz_edges)
+
+    def cell_fn(R, z):
+        R, z = _f64(R), _f64(z)
+        out = np.empty(R.size, np.int64)
+        _cell_kernel(R, z, Re, ze, out)
+        return out
+
+    def vel_fn_for(b: VelocityBins):
+        def fn(R, z, v):
+            R, z, v = _f64(R), _f64(z), _f64(v)
+            out = np.empty(R.size, np.int64)
+            _velocity_kernel(R, z, v, Re, ze, b.edges, b.lo_eff, out)
+            return out
+        return fn
+
+    added = []
+    try:
+        f_cell = df.add_function("_mocksky_cell", cell_fn, unique=True)
+        added.append(f_cell.name)
+        R, z = df[cols["R"]], df[cols["z"]]
+        cell = f_cell(R, z)
+        w = df[weight] if weight is not None else None
+        nc = cells.ncell
+        climits = [-0.5, nc - 0.5]
+        tasks = {}
+        for comp in scheme.components:
+            b = scheme.bins[comp]
+            f_v = df.add_function(f"_mocksky_{comp}", vel_fn_for(b), unique=True)
+            added.append(f_v.name)
+            idx = f_v(R, z, df[cols[comp]])
+            kw = dict(binby=idx, limits=[-0.5, nc * b.nbins - 0.5], shape=nc * b.nbins, selection=sel,
+                      delay=True)
+            tasks[comp, "n"] = df.count(**kw)
+            if w is not None:
+                tasks[comp, "w"] = df.sum(w, **kw)
+                tasks[comp, "w2"] = df.sum(w * w, **kw)
+        kw = dict(binby=cell, limits=climits, shape=nc, selection=sel, delay=True)
+        absz = abs(z)
+        if w is None:
+            tasks["cell", "w"] = df.count(**kw)
+            tasks["cell", "R"] = df.sum(R, **kw)
+            tasks["cell", "z"] = df.sum(absz, **kw)
+        else:
+            tasks["cell", "w"] = df.sum(w, **kw)
+            tasks["cell", "R"] = df.sum(w * R, **kw)
+            tasks["cell", "z"] = df.sum(w * absz, **kw)
+        df.execute()
+        return {k: np.asarray(t.get(), dtype=float) for k, t in tasks.items()}
+    finally:
+        for name in added:
+            df.functions.pop(name, None)
 
 
 def bin_velocities(source, scheme: VelocityScheme, columns: Optional[Mapping[str, str]] = None,
@@ -673,79 +755,28 @@ def bin_velocities(source, scheme: VelocityScheme, columns: Optional[Mapping[str
     VelocityHistograms
         With ``sumw2`` and ``nstars`` per bin and the weighted mean R, |z| per cell.
     """
-    with _Opened(source) as df:
+    res, n_rows, cols = None, 0, None
+    for df in _frames(source):
         cols = resolve_velocity_columns(df.get_column_names(), columns)
-        _validate(df, {**cols, "weight": weight, "selection": selection})
-        sel = _selection_arg(selection)
-        cells = scheme.cells
-        Re, ze = np.asarray(cells.R_edges), np.asarray(cells.absz_edges)
-
-        def cell_fn(R, z):
-            R, z = _f64(R), _f64(z)
-            out = np.empty(R.size, np.int64)
-            _cell_kernel(R, z, Re, ze, out)
-            return out
-
-        def vel_fn_for(b: VelocityBins):
-            def fn(R, z, v):
-                R, z, v = _f64(R), _f64(z), _f64(v)
-                out = np.empty(R.size, np.int64)
-                _velocity_kernel(R, z, v, Re, ze, b.edges, b.lo_eff, out)
-                return out
-            return fn
-
-        added = []
-        try:
-            f_cell = df.add_function("_mocksky_cell", cell_fn, unique=True)
-            added.append(f_cell.name)
-            R, z = df[cols["R"]], df[cols["z"]]
-            cell = f_cell(R, z)
-            w = df[weight] if weight is not None else None
-            nc = cells.ncell
-            climits = [-0.5, nc - 0.5]
-            tasks = {}
-            for comp in scheme.components:
-                b = scheme.bins[comp]
-                f_v = df.add_function(f"_mocksky_{comp}", vel_fn_for(b), unique=True)
-                added.append(f_v.name)
-                idx = f_v(R, z, df[cols[comp]])
-                kw = dict(binby=idx, limits=[-0.5, nc * b.nbins - 0.5], shape=nc * b.nbins, selection=sel,
-                          delay=True)
-                tasks[comp, "n"] = df.count(**kw)
-                if w is not None:
-                    tasks[comp, "w"] = df.sum(w, **kw)
-                    tasks[comp, "w2"] = df.sum(w * w, **kw)
-            kw = dict(binby=cell, limits=climits, shape=nc, selection=sel, delay=True)
-            absz = abs(z)
-            if w is None:
-                tasks["cell", "w"] = df.count(**kw)
-                tasks["cell", "R"] = df.sum(R, **kw)
-                tasks["cell", "z"] = df.sum(absz, **kw)
-            else:
-                tasks["cell", "w"] = df.sum(w, **kw)
-                tasks["cell", "R"] = df.sum(w * R, **kw)
-                tasks["cell", "z"] = df.sum(w * absz, **kw)
-            df.execute()
-            res = {k: np.asarray(t.get()) for k, t in tasks.items()}
-        finally:
-            for name in added:
-                df.functions.pop(name, None)
-        counts, sumw2, nstars = {}, {}, {}
-        for comp in scheme.components:
-            shape = (nc, scheme.bins[comp].nbins)
-            nstars[comp] = res[comp, "n"].reshape(shape).astype(np.int64)
-            if w is None:
-                counts[comp] = nstars[comp].astype(float)
-                sumw2[comp] = counts[comp].copy()
-            else:
-                counts[comp] = res[comp, "w"].reshape(shape).astype(float)
-                sumw2[comp] = res[comp, "w2"].reshape(shape).astype(float)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            R_mean = res["cell", "R"] / res["cell", "w"]
-            z_mean = res["cell", "z"] / res["cell", "w"]
-        meta = {"columns": cols, "weight": weight, "selection": selection,
-                "source": os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<DataFrame>",
-                "rows": int(len(df))}
+        res = _add(res, _velocity_sums(df, scheme, cols, weight, selection))
+        n_rows += int(len(df))
+    nc = scheme.cells.ncell
+    counts, sumw2, nstars = {}, {}, {}
+    for comp in scheme.components:
+        shape = (nc, scheme.bins[comp].nbins)
+        nstars[comp] = res[comp, "n"].reshape(shape).astype(np.int64)
+        if weight is None:
+            counts[comp] = nstars[comp].astype(float)
+            sumw2[comp] = counts[comp].copy()
+        else:
+            counts[comp] = res[comp, "w"].reshape(shape).astype(float)
+            sumw2[comp] = res[comp, "w2"].reshape(shape).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        R_mean = res["cell", "R"] / res["cell", "w"]
+        z_mean = res["cell", "z"] / res["cell", "w"]
+    meta = {"columns": cols, "weight": weight, "selection": selection,
+            "source": os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<DataFrame>",
+            "rows": n_rows}
     return VelocityHistograms(scheme, counts, sumw2, nstars, R_mean, z_mean, label=label, meta=meta)
 
 
@@ -914,6 +945,32 @@ class HealpixCounts:
         return self.counts[:, keep].sum(axis=1)
 
 
+def _healpix_sums(df, scheme: HealpixScheme, weight, selection, lon, lat) -> dict:
+    """Weighted counts and sums of squared weights per (pixel x magnitude) bin of one DataFrame, additive over rows."""
+    _validate(df, {"lon": lon, "lat": lat, "mag_column": scheme.mag_column, "weight": weight,
+                   "selection": selection})
+
+    def fn(a, b, m):
+        return scheme.assign(_f64(a), _f64(b), _f64(m))
+
+    f = df.add_function("_mocksky_healpix", fn, unique=True)
+    try:
+        idx = f(df[lon], df[lat], df[scheme.mag_column])
+        n = scheme.npix * scheme.nmag
+        kw = dict(binby=idx, limits=[-0.5, n - 0.5], shape=n, selection=_selection_arg(selection), delay=True)
+        if weight is None:
+            t = df.count(**kw)
+            df.execute()
+            counts = np.asarray(t.get(), dtype=float)
+            return {"w": counts, "w2": counts.copy()}
+        w = df[weight]
+        t1, t2 = df.sum(w, **kw), df.sum(w * w, **kw)
+        df.execute()
+        return {"w": np.asarray(t1.get(), float), "w2": np.asarray(t2.get(), float)}
+    finally:
+        df.functions.pop(f.name, None)
+
+
 def bin_healpix(source, scheme: HealpixScheme, weight: Optional[str] = None, selection: Optional[str] = None,
                 lon: Optional[str] = None, lat: Optional[str] = None) -> HealpixCounts:
     """Count stars of a catalogue in HEALPix pixels x magnitude bins, with vaex.
@@ -935,31 +992,11 @@ def bin_healpix(source, scheme: HealpixScheme, weight: Optional[str] = None, sel
     """
     lon = lon or scheme.lonlat_columns[0]
     lat = lat or scheme.lonlat_columns[1]
-    with _Opened(source) as df:
-        _validate(df, {"lon": lon, "lat": lat, "mag_column": scheme.mag_column, "weight": weight,
-                       "selection": selection})
-
-        def fn(a, b, m):
-            return scheme.assign(_f64(a), _f64(b), _f64(m))
-
-        f = df.add_function("_mocksky_healpix", fn, unique=True)
-        try:
-            idx = f(df[lon], df[lat], df[scheme.mag_column])
-            n = scheme.npix * scheme.nmag
-            kw = dict(binby=idx, limits=[-0.5, n - 0.5], shape=n, selection=_selection_arg(selection), delay=True)
-            if weight is None:
-                t = df.count(**kw)
-                df.execute()
-                counts = np.asarray(t.get(), dtype=float)
-                sumw2 = counts.copy()
-            else:
-                w = df[weight]
-                t1, t2 = df.sum(w, **kw), df.sum(w * w, **kw)
-                df.execute()
-                counts, sumw2 = np.asarray(t1.get(), float), np.asarray(t2.get(), float)
-        finally:
-            df.functions.pop(f.name, None)
-        meta = {"lon": lon, "lat": lat, "mag_column": scheme.mag_column, "weight": weight, "selection": selection,
-                "ordering": scheme.ordering, "frame": scheme.frame, "nside": scheme.nside}
+    res = None
+    for df in _frames(source):
+        res = _add(res, _healpix_sums(df, scheme, weight, selection, lon, lat))
+    counts, sumw2 = res["w"], res["w2"]
+    meta = {"lon": lon, "lat": lat, "mag_column": scheme.mag_column, "weight": weight, "selection": selection,
+            "ordering": scheme.ordering, "frame": scheme.frame, "nside": scheme.nside}
     shape = (scheme.npix, scheme.nmag)
     return HealpixCounts(scheme, counts.reshape(shape), sumw2.reshape(shape), meta)
