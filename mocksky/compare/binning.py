@@ -611,30 +611,16 @@ def resolve_velocity_columns(available: Sequence[str], columns: Optional[Mapping
     return out
 
 
-class _Opened:
-    """Context manager giving a vaex DataFrame for a path (opened and closed here) or a DataFrame (left open)."""
+def _cell_fn(cells: CellGrid):
+    """vaex function (R, z) -> cell index of a grid (-1 outside)."""
+    Re, ze = np.asarray(cells.R_edges), np.asarray(cells.absz_edges)
 
-    def __init__(self, source):
-        self.source = source
-        self.df = None
-        self.own = False
-
-    def __enter__(self):
-        if isinstance(self.source, (str, os.PathLike)):
-            from ..catalogue.io import open_vaex
-
-            self.df = open_vaex(self.source)
-            self.own = True
-        elif hasattr(self.source, "count") and hasattr(self.source, "add_function"):
-            self.df = self.source
-        else:
-            raise TypeError(f"source must be a catalogue path or a vaex DataFrame, got {type(self.source).__name__}")
-        return self.df
-
-    def __exit__(self, *exc):
-        if self.own:
-            self.df.close()
-        return False
+    def fn(R, z):
+        R, z = _f64(R), _f64(z)
+        out = np.empty(R.size, np.int64)
+        _cell_kernel(R, z, Re, ze, out)
+        return out
+    return fn
 
 
 def _frames(source):
@@ -678,12 +664,7 @@ def _velocity_sums(df, scheme: VelocityScheme, cols: Mapping[str, str], weight: 
     sel = _selection_arg(selection)
     cells = scheme.cells
     Re, ze = np.asarray(cells.R_edges), np.asarray(cells.absz_edges)
-
-    def cell_fn(R, z):
-        R, z = _f64(R), _f64(z)
-        out = np.empty(R.size, np.int64)
-        _cell_kernel(R, z, Re, ze, out)
-        return out
+    cell_fn = _cell_fn(cells)
 
     def vel_fn_for(b: VelocityBins):
         def fn(R, z, v):
@@ -785,24 +766,25 @@ def cell_moments(source, cells: CellGrid, columns: Optional[Mapping[str, str]] =
     """Per-cell velocity moments with vaex: the inputs of :func:`moments_rule_scheme` and the raw (unbinned)
     means and dispersions of a catalogue.
 
+    Parameters
+    ----------
+    source : str, os.PathLike or vaex DataFrame
+        As for :func:`bin_velocities` (a path is read in batches of parts; the sums add up).
+    cells : CellGrid
+    columns, weight, selection
+        As for :func:`bin_velocities`.
+
     Returns
     -------
     dict of str to ndarray, shape (ncell,)
         ``n`` (weighted count), ``mean_<c>``, ``sigma_<c>`` and ``rms_<c>`` (about zero) for c in vR, vz, vphi
         [km/s]; NaN where a cell is empty.
     """
-    with _Opened(source) as df:
+    res = None
+    for df in _frames(source):
         cols = resolve_velocity_columns(df.get_column_names(), columns)
         _validate(df, {**cols, "weight": weight, "selection": selection})
-        Re, ze = np.asarray(cells.R_edges), np.asarray(cells.absz_edges)
-
-        def cell_fn(R, z):
-            R, z = _f64(R), _f64(z)
-            out = np.empty(R.size, np.int64)
-            _cell_kernel(R, z, Re, ze, out)
-            return out
-
-        f_cell = df.add_function("_mocksky_cell", cell_fn, unique=True)
+        f_cell = df.add_function("_mocksky_cell", _cell_fn(cells), unique=True)
         try:
             cell = f_cell(df[cols["R"]], df[cols["z"]])
             w = df[weight] if weight is not None else None
@@ -814,7 +796,7 @@ def cell_moments(source, cells: CellGrid, columns: Optional[Mapping[str, str]] =
                 tasks[c, 1] = df.sum(v if w is None else w * v, **kw)
                 tasks[c, 2] = df.sum(v * v if w is None else w * v * v, **kw)
             df.execute()
-            res = {k: np.asarray(t.get(), dtype=float) for k, t in tasks.items()}
+            res = _add(res, {k: np.asarray(t.get(), dtype=float) for k, t in tasks.items()})
         finally:
             df.functions.pop(f_cell.name, None)
     n = res["n"]

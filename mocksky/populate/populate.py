@@ -481,7 +481,7 @@ def _check_selection(sel, cp: ComponentPopulation, mode, band, limit, m_min, log
         raise ValueError(f"selection: need a MagnitudeSelection, got {type(sel).__name__}")
     if mode != "magnitude":
         raise ValueError("selection: only with mode='magnitude'")
-    if sel.pop is not cp and sel.pop.name != cp.name:
+    if sel.pop.name != cp.name:
         raise ValueError(f"selection: made for component {sel.pop.name!r}, the points are {cp.name!r}")
     lg = None if logg_max is None else float(logg_max)
     if (sel.band != band or sel.limit != float(limit) or sel.m_min != cp._check_m_min(m_min) or sel.logg_max != lg):
