@@ -18,7 +18,7 @@ __all__ = ["ang2pix_nest"]
 _HALFPI = 0.5 * math.pi
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, nogil=True, fastmath=False)
 def _spread_bits(v):
     # put the bits of v (< 2**16) on the even bit positions of the result
     v = v & 0xFFFF
@@ -29,7 +29,7 @@ def _spread_bits(v):
     return v
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, nogil=True, fastmath=False)
 def _ang2pix_nest_one(nside, lon_deg, lat_deg):
     """NESTED pixel of one position (lon, lat in degrees); -1 for non-finite input."""
     if not (math.isfinite(lon_deg) and math.isfinite(lat_deg)):
@@ -82,7 +82,7 @@ def _ang2pix_nest_one(nside, lon_deg, lat_deg):
     return face * nside * nside + _spread_bits(ix) + 2 * _spread_bits(iy)
 
 
-@numba.njit(cache=True, fastmath=False, parallel=True)
+@numba.njit(cache=True, nogil=True, fastmath=False, parallel=True)
 def _ang2pix_nest_arr(nside, lon, lat, out):
     for i in numba.prange(lon.shape[0]):
         out[i] = _ang2pix_nest_one(nside, lon[i], lat[i])

@@ -81,7 +81,7 @@ def _broadcast(l_deg, b_deg, distance_kpc):
 
 
 # ------------------------------------------------------------------------------------------------ 3D HEALPix
-@numba.njit(cache=True, fastmath=False, parallel=True)
+@numba.njit(cache=True, nogil=True, fastmath=False, parallel=True)
 def _a0_3d_kernel(order, table, dnodes, factor, l, b, d, out):
     nn = dnodes.shape[0]
     for i in numba.prange(l.shape[0]):
@@ -212,7 +212,7 @@ def _load_combined19(level: int):
 
 
 # ------------------------------------------------------------------------------------------------ 2D HEALPix
-@numba.njit(cache=True, fastmath=False, parallel=True)
+@numba.njit(cache=True, nogil=True, fastmath=False, parallel=True)
 def _a0_2d_kernel(order, ebv, factor, h, lmax, l, b, d, out):
     for i in numba.prange(l.shape[0]):
         di = d[i]

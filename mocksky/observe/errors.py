@@ -151,7 +151,7 @@ def ecliptic_error_factors(sin_beta) -> Dict[str, np.ndarray]:
     return out
 
 
-@numba.njit(cache=True, fastmath=False, parallel=True)
+@numba.njit(cache=True, nogil=True, fastmath=False, parallel=True)
 def _astrometry_kernel(g, ra, dec, t_factor, sa, sd, faint, fac, use_ecl, sin_eps, cos_eps, plx, pma, pmd):
     """sigma_plx, sigma_pmra, sigma_pmdec [mas, mas/yr] per star; fac (20, 3) = normalised factors (pi, mua, mud)."""
     zfloor = 10.0 ** (0.4 * (13.0 - 15.0))
@@ -243,7 +243,7 @@ def proper_motion_uncertainty(gmag, release: str = "dr3", sin_beta=None):
 
 
 # ------------------------------------------------------------------------------------------------ photometry
-@numba.njit(cache=True, fastmath=False, parallel=True)
+@numba.njit(cache=True, nogil=True, fastmath=False, parallel=True)
 def _ppoly_kernel(x, brk, coef, lo, hi, shift, out):
     nb = brk.shape[0]
     for i in numba.prange(x.shape[0]):
@@ -417,7 +417,7 @@ def _need(table: StarTable, cols: Iterable[str], who: str) -> None:
         raise ValueError(f"{who}: the star table lacks column(s) {missing}")
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, nogil=True, fastmath=False)
 def _scatter_kernel(true, sig, z, out):
     """out = true + sig * z[j] with j counting the stars with finite sig (in order); NaN where sig is not finite."""
     j = 0

@@ -56,7 +56,7 @@ def _load_polynomials() -> dict:
     return json.loads(path.read_text())
 
 
-@numba.njit(cache=True, fastmath=False, parallel=True)
+@numba.njit(cache=True, nogil=True, fastmath=False, parallel=True)
 def _poly_kernel(a0, teff, a0_lo, a0_hi, t_lo, t_hi, tnorm, C, out):
     """out[j, i] = a0 * sum_{p,q} C[j, p, q] A^p T^q with A, T the clipped A0 and Teff/tnorm (Horner in both)."""
     nb = C.shape[0]

@@ -86,7 +86,7 @@ def frame_matrices(solar: SolarLike = "bv24") -> Dict[str, np.ndarray]:
 
 
 # --------------------------------------------------------------------------------------------- numba kernels
-@numba.njit(cache=True, fastmath=False, inline="always")
+@numba.njit(cache=True, nogil=True, fastmath=False, inline="always")
 def _angle_deg(y, x):
     a = np.arctan2(y, x)
     if a < 0.0:
@@ -94,7 +94,7 @@ def _angle_deg(y, x):
     return a * (180.0 / np.pi)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always")
 def _galactic_lb(dx, dy, dz, GB):
     """Galactic (l, b) [deg] of a heliocentric offset (dx, dy, dz) in mocksky's Galactocentric axes (GB: the
     Galactocentric-to-Galactic rotation)."""
@@ -104,7 +104,7 @@ def _galactic_lb(dx, dy, dz, GB):
     return _angle_deg(gy, gx), np.arctan2(gz, np.sqrt(gx * gx + gy * gy)) * (180.0 / np.pi)
 
 
-@numba.njit(cache=True, fastmath=False, parallel=True)
+@numba.njit(cache=True, nogil=True, fastmath=False, parallel=True)
 def _gc_to_sky_kernel(x, y, z, vx, vy, vz, B, sp, sv, GB, do_vel,
                       ra, dec, l, b, dist, plx, pmra, pmdec, rv, R, phi, vR, vphi):
     n = x.shape[0]
@@ -149,7 +149,7 @@ def _gc_to_sky_kernel(x, y, z, vx, vy, vz, B, sp, sv, GB, do_vel,
             vphi[i] = (x[i] * vy[i] - y[i] * vx[i]) / Rc
 
 
-@numba.njit(cache=True, fastmath=False, parallel=True)
+@numba.njit(cache=True, nogil=True, fastmath=False, parallel=True)
 def _sky_to_gc_kernel(ra, dec, dist, pmra, pmdec, rv, B, sp, sv, do_vel, x, y, z, vx, vy, vz):
     n = ra.shape[0]
     for i in numba.prange(n):
@@ -179,7 +179,7 @@ def _sky_to_gc_kernel(ra, dec, dist, pmra, pmdec, rv, B, sp, sv, do_vel, x, y, z
             vz[i] = B[0, 2] * wx + B[1, 2] * wy + B[2, 2] * wz + sv[2]
 
 
-@numba.njit(cache=True, fastmath=False, parallel=True)
+@numba.njit(cache=True, nogil=True, fastmath=False, parallel=True)
 def _rotate_angles_kernel(lon, lat, M, out_lon, out_lat):
     n = lon.shape[0]
     for i in numba.prange(n):
@@ -255,7 +255,7 @@ def galactocentric_to_sky(x, y, z, vx=None, vy=None, vz=None, solar: SolarLike =
     return {k: a.reshape(shape) for k, a in out.items()}
 
 
-@numba.njit(cache=True, fastmath=False, parallel=True)
+@numba.njit(cache=True, nogil=True, fastmath=False, parallel=True)
 def _gc_to_lbd_kernel(x, y, z, sp, GB, l, b, dist):
     for i in numba.prange(x.shape[0]):
         dx = x[i] - sp[0]

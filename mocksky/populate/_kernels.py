@@ -20,8 +20,8 @@ import numba
 import numpy as np
 from numba import prange
 
-NJ = dict(cache=True, fastmath=False)
-NJP = dict(cache=True, fastmath=False, parallel=True)
+NJ = dict(cache=True, nogil=True, fastmath=False)
+NJP = dict(cache=True, nogil=True, fastmath=False, parallel=True)
 
 Q_MASS, Q_LOGTE, Q_LOGL, Q_G, Q_BP, Q_RP, Q_J, Q_H, Q_KS, Q_U = range(10)
 #: Band order of magnitude outputs / runmin: G, BP, RP, GRVS, J, H, Ks.
@@ -721,7 +721,7 @@ def detectable_fraction(logage, mh_iso, mlim, band, m_min, G, edges, alpha, coef
     return lo, hi, num
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, nogil=True)
 def age_bin_draw(mu, u_bin, mu0, dmu, table):
     """Age bin and count factor per point (:meth:`mocksky.populate.MagnitudeSelection.draw_ages`).
 

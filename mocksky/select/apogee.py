@@ -150,7 +150,7 @@ def load_apogee_fields(table: str = APOGEE_TABLE) -> ApogeeFields:
 
 # ---------------------------------------------------------------------------------------------------------
 # (l, b) grid of candidate fields
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, nogil=True, fastmath=False)
 def _gc_dist_deg(l1, b1, l2, b2):
     # haversine great-circle distance [deg] (only used to build the conservative candidate lists)
     d2r = math.pi / 180.0
@@ -160,7 +160,7 @@ def _gc_dist_deg(l1, b1, l2, b2):
     return 2.0 * math.asin(math.sqrt(min(1.0, h))) / d2r
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, nogil=True, fastmath=False)
 def _build_grid(fl, fb, frad, cell, nl, nb):
     margin = cell  # >= the largest distance from a cell centre to a point of the cell
     counts = np.zeros(nl * nb + 1, dtype=np.int64)
@@ -197,7 +197,7 @@ def _grid(table: str):
 
 
 # ---------------------------------------------------------------------------------------------------------
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, nogil=True, fastmath=False)
 def _field_fa(f, h, c, jk_split, hmin, hmax, jkmin, jkmax, frac, ak, jk_limits):
     v = 0 if c < jk_split[f] else 1
     if h < hmin[f, v, 0] or h > hmax[f, v, 2]:
@@ -215,7 +215,7 @@ def _field_fa(f, h, c, jk_split, hmin, hmax, jkmin, jkmax, frac, ak, jk_limits):
     return frac[f, v, k], ak[f, v, k]
 
 
-@numba.njit(cache=True, fastmath=False, parallel=True)
+@numba.njit(cache=True, nogil=True, fastmath=False, parallel=True)
 def _apogee_kernel(l, b, h, jk, fl, fb, frad, jk_split, hmin, hmax, jkmin, jkmax, frac, ak,
                    start, idx, cell, nl, nb, jk_limits, out):
     d2r = math.pi / 180.0
@@ -270,7 +270,7 @@ def _apogee_kernel(l, b, h, jk, fl, fb, frad, jk_split, hmin, hmax, jkmin, jkmax
             out[i] = fnz * anz
 
 
-@numba.njit(cache=True, fastmath=False, parallel=True)
+@numba.njit(cache=True, nogil=True, fastmath=False, parallel=True)
 def _footprint_kernel(l, b, fl, fb, frad, fa_max, f_max, start, idx, cell, nl, nb, out):
     """Upper bound of the targeting probability at (l, b) over H and colour (see :func:`apogee_dr17_footprint`)."""
     d2r = math.pi / 180.0

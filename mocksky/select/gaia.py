@@ -101,7 +101,7 @@ class GaiaDataUnavailable(_data.DataNotFoundError):
 
 # ---------------------------------------------------------------------------------------------------------
 # the CG23 completeness formula
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, nogil=True, fastmath=False)
 def _cg23_one(g, m10, p):
     ax, bx, cx, ay, by, cy, az, bz, cz, lim = p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9]
     if m10 > lim:
@@ -122,7 +122,7 @@ def _cg23_one(g, m10, p):
     return -math.expm1(-s * lb)
 
 
-@numba.njit(cache=True, fastmath=False, parallel=True)
+@numba.njit(cache=True, nogil=True, fastmath=False, parallel=True)
 def _cg23_arr(g, m10, p, out):
     for i in numba.prange(g.shape[0]):
         if math.isnan(g[i]) or math.isnan(m10[i]):
@@ -131,7 +131,7 @@ def _cg23_arr(g, m10, p, out):
             out[i] = _cg23_one(g[i], m10[i], p)
 
 
-@numba.njit(cache=True, fastmath=False, parallel=True)
+@numba.njit(cache=True, nogil=True, fastmath=False, parallel=True)
 def _cg23_sky(nside, m10map, ra, dec, g, p, out):
     for i in numba.prange(g.shape[0]):
         pix = _ang2pix_nest_one(nside, ra[i], dec[i])

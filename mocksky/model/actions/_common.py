@@ -103,7 +103,7 @@ def gauss_legendre(n: int):
 
 
 # --------------------------------------------------------------------------- cylindrical coordinates
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def cylindrical(x, y, z, vx, vy, vz):
     """(R, z, vR, vz, vphi, phi) of a Cartesian point; vR = vphi = 0 on the axis is handled."""
     R = math.sqrt(x * x + y * y)
@@ -117,7 +117,7 @@ def cylindrical(x, y, z, vx, vy, vz):
 
 
 # --------------------------------------------------------------------------- interpolation
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always")
 def _stencil(q, n):
     """First node and local coordinate of the 4-point stencil around grid coordinate q (clamped)."""
     if q < 0.0:
@@ -133,14 +133,14 @@ def _stencil(q, n):
     return s, q - s
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always")
 def _lagw(t):
     """Cubic Lagrange weights of the nodes 0, 1, 2, 3 at position t."""
     t0, t1, t2, t3 = t, t - 1.0, t - 2.0, t - 3.0
     return (-t1 * t2 * t3 / 6.0, 0.5 * t0 * t2 * t3, -0.5 * t0 * t1 * t3, t0 * t1 * t2 / 6.0)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def interp1(tab, q):
     """Local cubic interpolation of a 1D table at grid coordinate q (node index units)."""
     s, t = _stencil(q, tab.shape[0])
@@ -148,7 +148,7 @@ def interp1(tab, q):
     return w[0] * tab[s] + w[1] * tab[s + 1] + w[2] * tab[s + 2] + w[3] * tab[s + 3]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def interp2(tab, q0, q1):
     """Local bicubic (tensor 4x4 Lagrange) interpolation of a 2D table at grid coordinates (q0, q1)."""
     s0, t0 = _stencil(q0, tab.shape[0])
@@ -165,7 +165,7 @@ def interp2(tab, q0, q1):
 
 
 # --------------------------------------------------------------------------- energy grid
-@numba.njit(types.UniTuple(ARR1, 2)(KERNEL_T, ARR1, ARR1), cache=True)
+@numba.njit(types.UniTuple(ARR1, 2)(KERNEL_T, ARR1, ARR1), cache=True, nogil=True)
 def _circular_table(f, p, logR):
     n = logR.shape[0]
     Ec = np.empty(n)
@@ -179,7 +179,7 @@ def _circular_table(f, p, logR):
     return Ec, logLc
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def energy_coord(E, Ec):
     """Grid coordinate q (node units, clamped to [0, n-1]) of the circular orbit with energy E.
 

@@ -35,13 +35,13 @@ DELTA_MIN_FRAC = 1e-4
 DELTA_MAX_FRAC = 100.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _acc(R, z, Lz2, f, p):
     _, dR, dz = f(R, z, p)
     return -dR + Lz2 / (R * R * R), -dz
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _hermite(y0, y1, d0, d1, h, th):
     """Cubic Hermite interpolation on a step of length h at fraction th."""
     t2 = th * th
@@ -50,7 +50,7 @@ def _hermite(y0, y1, d0, d1, h, th):
             + (t3 - t2) * h * d1)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _shell_launch(R0, E, Lz2, f, p, want_fit):
     """Integrate from (R0, 0) with vR = 0, vz > 0 up to the first vz = 0.
 
@@ -160,7 +160,7 @@ def _shell_launch(R0, E, Lz2, f, p, want_fit):
     return 0.0, R0, 0.0, sXX, sXY, sYY, sX, sY, False
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _planar_range(E, Lz2, Rg, f, p):
     """Radii where Phi(R, 0) + Lz^2 / (2 R^2) = E on both sides of the guiding radius Rg."""
     # inner
@@ -197,7 +197,7 @@ def _planar_range(E, Lz2, Rg, f, p):
     return Rin, 0.5 * (lo + hi)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def guiding_radius(Lz2, logR, logLc):
     """Radius of the circular orbit with angular momentum |Lz| (inverse of the L_c(R) table)."""
     if Lz2 <= 0.0:
@@ -219,7 +219,7 @@ def guiding_radius(Lz2, logR, logLc):
     return math.exp(logR[lo] + t * (logR[hi] - logR[lo]))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def shell_orbit_delta(E, Lz, f, p, logR, logLc):
     """Focal distance squared fitted to the shell orbit of (E, Lz); NaN if not found."""
     Lz2 = Lz * Lz
@@ -284,7 +284,7 @@ def shell_orbit_delta(E, Lz, f, p, logR, logLc):
     return 1.0 / cb - 1.0 / ca
 
 
-@numba.njit(ARR2(KERNEL_T, ARR1, ARR1, ARR1, ARR1, ARR1, ARR1), parallel=True, cache=True)
+@numba.njit(ARR2(KERNEL_T, ARR1, ARR1, ARR1, ARR1, ARR1, ARR1), parallel=True, cache=True, nogil=True)
 def _delta2_nodes(f, p, logRnodes, xinodes, logR, Ec, logLc):
     nE, nx = logRnodes.shape[0], xinodes.shape[0]
     out = np.full((nE, nx), np.nan)
@@ -299,7 +299,7 @@ def _delta2_nodes(f, p, logRnodes, xinodes, logR, Ec, logLc):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def integrals_coords(E, Lz, Ec, logLc):
     """Grid coordinates of (E, Lz): (q_E, xi, flag).
 
@@ -314,7 +314,7 @@ def integrals_coords(E, Lz, Ec, logLc):
     return q, math.sqrt(1.0 - x), flag
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def delta_lookup(qE, xi, D2tab, dpar):
     """Focal distance at energy coordinate qE (EnergyGrid nodes) and xi.
 

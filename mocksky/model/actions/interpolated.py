@@ -75,30 +75,30 @@ _W_EPS = 1e-4   # the w = 0 / 1 nodes of the Jz table and w = 1 of the Jr table 
 
 
 # --------------------------------------------------------------------------- axis mappings
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def s_of(sig):
     """Third table axis: s = sigma^2 (square-root behaviour of the actions at small s)."""
     return sig * sig
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def sigma_of(s):
     return math.sqrt(s) if s > 0.0 else 0.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def w_of(om):
     """Fourth table axis: w = sin^2(pi omega / 2), denser near both edges of the box."""
     return math.sin(HALF_PI * om) ** 2
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def omega_of(w):
     return math.asin(math.sqrt(min(max(w, 0.0), 1.0))) / HALF_PI
 
 
 # --------------------------------------------------------------------------- node helpers
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _midplane(R, mid, mpar, f, p):
     """(Phi, dPhi/dR, d2Phi/dz2) at (R, 0): cubic interpolation of the ln R table ``mid`` (parameters
     mpar = (ln R of the first node, spacing)) inside it, the kernel outside."""
@@ -118,7 +118,7 @@ def _midplane(R, mid, mpar, f, p):
     return Phi, dR, gz / dz
 
 
-@numba.njit(ARR2(KERNEL_T, ARR1, ARR1), parallel=True, cache=True)
+@numba.njit(ARR2(KERNEL_T, ARR1, ARR1), parallel=True, cache=True, nogil=True)
 def _midplane_table(f, p, lnR):
     out = np.empty((lnR.shape[0], 3))
     for i in prange(lnR.shape[0]):
@@ -132,7 +132,7 @@ def _midplane_table(f, p, lnR):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _vertical_curvature(E, Lz2, D, sh, ch, mid, mpar, f, p):
     """c_v = -(1/2) d^2 H_u0 / dv^2 at v = pi/2, A_high = H_u0(pi/2), and c_s.
 
@@ -153,7 +153,7 @@ def _vertical_curvature(E, Lz2, D, sh, ch, mid, mpar, f, p):
     return cv, Ahigh, csph
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _jref(eps, c, cs):
     """Reference vertical action eps / (sqrt(cs + eps) + sqrt(c)).
 
@@ -167,7 +167,7 @@ def _jref(eps, c, cs):
     return eps / (math.sqrt(cs + eps) + math.sqrt(c))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _node_EL(logRn, xi, logR, Ec, logLc, D2tab, dpar):
     """(E, Lz, Lc, Delta, qE) of a table node (ln R_c, xi)."""
     qE = (logRn - logR[0]) / (logR[1] - logR[0])
@@ -178,7 +178,7 @@ def _node_EL(logRn, xi, logR, Ec, logLc, D2tab, dpar):
     return E, Lz, Lc, D, qE
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def max_G(sv, cv, E, Lz2, D, u_guess, f, p):
     """Maximum of G(u) = 2 D^2 [E sinh^2 u - (sinh^2 u + sv^2) Phi(u, v)] - Lz^2 / sinh^2 u along a
     line v = const: (u_s, G(u_s), G''(u_s)). Regula falsi (Illinois) on G'(u) = 0."""
@@ -227,7 +227,7 @@ def max_G(sv, cv, E, Lz2, D, u_guess, f, p):
     return x, Gx, (dp - dm) / (2.0 * h)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _accessible(v, E, Lz2, D, u_guess, f, p):
     """max_u G_v(u) - K_low(v) >= 0: the line v = const reaches the orbit's accessible region."""
     sv = math.sin(v)
@@ -239,7 +239,7 @@ def _accessible(v, E, Lz2, D, u_guess, f, p):
     return Gmax >= Klow, us
 
 
-@numba.njit(ARR3(KERNEL_T, ARR1, ARR1, ARR1, ARR1, ARR1, ARR1, ARR2, ARR1), parallel=True, cache=True)
+@numba.njit(ARR3(KERNEL_T, ARR1, ARR1, ARR1, ARR1, ARR1, ARR1, ARR2, ARR1), parallel=True, cache=True, nogil=True)
 def _tables2d(f, p, logRn, xin, logR, Ec, logLc, D2tab, dpar):
     """(R_in, R_out, nu_max, eps_z, eps_r) at every (ln R_c, xi) node (planar zero-velocity radii).
 
@@ -292,7 +292,7 @@ def _tables2d(f, p, logRn, xin, logR, Ec, logLc, D2tab, dpar):
 
 
 @numba.njit(ARR4(KERNEL_T, ARR1, ARR1, ARR1, ARR1, ARR1, ARR1, ARR1, ARR2, ARR1, ARR3), parallel=True,
-            cache=True)
+            cache=True, nogil=True)
 def _tables3d(f, p, logRn, xin, wn, logR, Ec, logLc, D2tab, dpar, t2):
     """(rho_s, G(u_s), d2G/drho2, G(u_s) - K_low) of the v-lines nu = w nu_max at every (ln R_c, xi, w) node.
 
@@ -322,7 +322,7 @@ def _tables3d(f, p, logRn, xin, wn, logR, Ec, logLc, D2tab, dpar, t2):
 
 
 @numba.njit(ARR4(KERNEL_T, ARR1, ARR1, ARR1, ARR1, ARR1, ARR1, ARR1, ARR1, ARR2, ARR1, ARR3, ARR4, ARR1,
-                 ARR1, ARR1, ARR1), parallel=True, cache=True)
+                 ARR1, ARR1, ARR1), parallel=True, cache=True, nogil=True)
 def _table_jr(f, p, logRn, xin, sn, wn, logR, Ec, logLc, D2tab, dpar, t2, t3, glx, glw, glx2, glw2):
     """g_r = Jr L_c / (K_high - C_u) at the nodes (ln R_c, xi, s_u, w_v)."""
     nE, nX, nS, nW = logRn.shape[0], xin.shape[0], sn.shape[0], wn.shape[0]
@@ -356,7 +356,7 @@ def _table_jr(f, p, logRn, xin, sn, wn, logR, Ec, logLc, D2tab, dpar, t2, t3, gl
 
 
 @numba.njit(ARR4(KERNEL_T, ARR1, ARR1, ARR1, ARR1, ARR1, ARR1, ARR1, ARR1, ARR2, ARR1, ARR3, ARR1,
-                 ARR1, ARR1, ARR1, ARR2, ARR1), parallel=True, cache=True)
+                 ARR1, ARR1, ARR1, ARR2, ARR1), parallel=True, cache=True, nogil=True)
 def _table_jz(f, p, logRn, xin, sn, wn, logR, Ec, logLc, D2tab, dpar, t2, glx, glw, glx2, glw2, mid, mpar):
     """g_z = Jz / Jref(A_high - C_v, c_v) at the nodes (ln R_c, xi, s_v, w_u)."""
     nE, nX, nS, nW = logRn.shape[0], xin.shape[0], sn.shape[0], wn.shape[0]
@@ -387,14 +387,14 @@ def _table_jz(f, p, logRn, xin, sn, wn, logR, Ec, logLc, D2tab, dpar, t2, glx, g
 
 
 # --------------------------------------------------------------------------- evaluation
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _w4(q, n):
     s, t = _stencil(q, n)
     w = _lagw(t)
     return s, w[0], w[1], w[2], w[3]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _interp4w(tab, s0, w0, s1, w1, q2, q3):
     """4D cubic interpolation with precomputed stencils in the first two dimensions."""
     s2, t2 = _stencil(q2, tab.shape[2])
@@ -414,7 +414,7 @@ def _interp4w(tab, s0, w0, s1, w1, q2, q3):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _interp2w(tab, s0, w0, s1, w1):
     """The five columns of a (nE, nX, 5) table at once, with precomputed stencils."""
     a0 = a1 = a2 = a3 = a4 = 0.0
@@ -430,7 +430,7 @@ def _interp2w(tab, s0, w0, s1, w1):
     return a0, a1, a2, a3, a4
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _interp3w(tab, s0, w0, s1, w1, q2):
     """Columns 0 and 2 of a (nE, nX, nW, m) table, with precomputed stencils in the first two axes."""
     s2, t2 = _stencil(q2, tab.shape[2])
@@ -450,7 +450,7 @@ def _interp3w(tab, s0, w0, s1, w1, q2):
 
 @numba.njit(types.Tuple((ARR2, types.Array(types.boolean, 1, "C")))(
     KERNEL_T, ARR1, ARR2, ARR1, ARR1, ARR2, ARR1, types.float64, types.float64, types.float64, ARR3, ARR4,
-    ARR4, ARR4, ARR2, ARR1), parallel=True, cache=True, error_model="numpy")
+    ARR4, ARR4, ARR2, ARR1), parallel=True, cache=True, nogil=True, error_model="numpy")
 def _interp_driver(f, p, posvel, Ec, logLc, D2tab, dpar, scaleT, xi0, xi_exact, t2, t3, tr, tz, mid, mpar):
     n = posvel.shape[0]
     out = np.empty((n, 3))

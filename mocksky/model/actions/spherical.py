@@ -31,14 +31,14 @@ __all__ = ["SphericalActionFinder"]
 _NAN = np.nan
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _G(r, E, L2, f, p):
     """G(r) = r^2 p_r^2 = 2 r^2 (E - Phi(r)) - L^2 and dG/dr."""
     Phi, dPhi, _ = f(r, 0.0, p)
     return 2.0 * r * r * (E - Phi) - L2, 4.0 * r * (E - Phi) - 2.0 * r * r * dPhi
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _root(a, b, E, L2, f, p):
     """Root of G between a (where G >= 0 is assumed) and b (where G < 0), a > b allowed.
 
@@ -67,7 +67,7 @@ def _root(a, b, E, L2, f, p):
     return x, dG
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _turning_points(r0, E, L2, f, p):
     """Peri- and apocentre radii around r0 (p_r^2(r0) >= 0 assumed); NaN if the orbit is unbound."""
     # apocentre
@@ -102,7 +102,7 @@ def _turning_points(r0, E, L2, f, p):
     return rp, ra, dGp, dGa
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _inv_sqrt_G(G, r, rp, ra, dGp, dGa):
     """1/sqrt(G), with G replaced by its linear behaviour at the nearest turning point if rounding
     made it non-positive at a quadrature node next to that turning point."""
@@ -117,7 +117,7 @@ def _inv_sqrt_G(G, r, rp, ra, dGp, dGa):
     return 0.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _spherical_point(f, p, x, y, z, vx, vy, vz, glx, glw, glx2, glw2, want_angles, out):
     r = math.sqrt(x * x + y * y + z * z)
     Lx = y * vz - z * vy
@@ -235,7 +235,7 @@ def _spherical_point(f, p, x, y, z, vx, vy, vz, glx, glw, glx2, glw2, want_angle
     out[5] = (Om_node + sgn * th_psi) % TWO_PI
 
 
-@numba.njit(ARR2(KERNEL_T, ARR1, ARR2, ARR1, ARR1, ARR1, ARR1, types.boolean), parallel=True, cache=True)
+@numba.njit(ARR2(KERNEL_T, ARR1, ARR2, ARR1, ARR1, ARR1, ARR1, types.boolean), parallel=True, cache=True, nogil=True)
 def _spherical_driver(f, p, posvel, glx, glw, glx2, glw2, want_angles):
     n = posvel.shape[0]
     out = np.empty((n, 9))

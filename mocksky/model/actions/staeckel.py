@@ -80,7 +80,7 @@ _UMAX = 120.0  # beyond this u the orbit is taken to be unbound
 
 
 # --------------------------------------------------------------------------- coordinates
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def prolate_coords(R, z, D):
     """Prolate spheroidal coordinates of (R, z >= 0) for focal distance D.
 
@@ -103,7 +103,7 @@ def prolate_coords(R, z, D):
 
 
 # --------------------------------------------------------------------------- momenta
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def Fu(u, sv, cv, E, Lz2, D, C, f, p):
     """p_u^2(u) along the line v = v0 (sin v0 = sv, cos v0 = cv) and its u-derivative."""
     sh = math.sinh(u)
@@ -122,7 +122,7 @@ def Fu(u, sv, cv, E, Lz2, D, C, f, p):
     return F, dF
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def Fv(v, sh, ch, E, Lz2, D, C, f, p):
     """p_v^2(v) along the line u = u0 (sinh u0 = sh, cosh u0 = ch) and its v-derivative."""
     sv = math.sin(v)
@@ -141,14 +141,14 @@ def Fv(v, sh, ch, E, Lz2, D, C, f, p):
     return F, dF
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _Fw(which, x, c1, c2, E, Lz2, D, C, f, p):
     if which == 0:
         return Fu(x, c1, c2, E, Lz2, D, C, f, p)
     return Fv(x, c1, c2, E, Lz2, D, C, f, p)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _root(which, a, b, c1, c2, E, Lz2, D, C, f, p):
     """Root of p^2 between a (p^2 >= 0 assumed there) and b (p^2 < 0); safeguarded Newton.
 
@@ -176,7 +176,7 @@ def _root(which, a, b, c1, c2, E, Lz2, D, C, f, p):
     return x, dF
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def u_range(u0, sv, cv, E, Lz2, D, C, f, p):
     """Turning points of the u-motion around u0: (u_min, u_max, dF(u_min), dF(u_max), ok)."""
     du = 0.2
@@ -210,7 +210,7 @@ def u_range(u0, sv, cv, E, Lz2, D, C, f, p):
     return umin, umax, dFm, dFa, True
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def v_min(v0, sh, ch, E, Lz2, D, C, f, p):
     """Lower turning point of the v-motion (v0 in [0, pi/2]): (v_min, dF(v_min))."""
     if Lz2 == 0.0:
@@ -231,7 +231,7 @@ def v_min(v0, sh, ch, E, Lz2, D, C, f, p):
     return _root(1, v0, lo, sh, ch, E, Lz2, D, C, f, p)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _inv_sqrt(F, x, xa, xb, dFa, dFb):
     """1/sqrt(p^2) at a quadrature node; if rounding made p^2 <= 0 next to a turning point, use
     the linear behaviour of p^2 at the nearest turning point instead."""
@@ -246,7 +246,7 @@ def _inv_sqrt(F, x, xa, xb, dFa, dFb):
     return 0.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def jr_quad(umin, umax, sv, cv, E, Lz2, D, C, glx, glw, glx2, glw2, f, p):
     """Jr = (1/pi) int p_u du over [umin, umax] in u = u_c + u_h sin t (Gauss-Legendre in t)."""
     uc, uh = 0.5 * (umax + umin), 0.5 * (umax - umin)
@@ -260,7 +260,7 @@ def jr_quad(umin, umax, sv, cv, E, Lz2, D, C, glx, glw, glx2, glw2, f, p):
     return J * 0.5 * uh
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def jz_quad(vmin, sh, ch, E, Lz2, D, C, glx, glw, glx2, glw2, f, p):
     """Jz = (2/pi) int p_v dv over [vmin, pi/2] in v = pi/2 - (pi/2 - vmin) sin t."""
     zm = HALF_PI - vmin
@@ -275,7 +275,7 @@ def jz_quad(vmin, sh, ch, E, Lz2, D, C, glx, glw, glx2, glw2, f, p):
 
 
 # --------------------------------------------------------------------------- one point
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def fudge_point(f, p, x, y, z, vx, vy, vz, D, glx, glw, glx2, glw2, want_angles, equator_cut, out):
     """Actions (out[0:3]), and if want_angles angles (out[3:6]) and frequencies (out[6:9]).
 
@@ -414,7 +414,7 @@ def fudge_point(f, p, x, y, z, vx, vy, vz, D, glx, glw, glx2, glw2, want_angles,
     out[5] = (A02 * WE + A12 * WI + WL) % TWO_PI
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _u_part(var, ta, tb, gx, gw, c, h, sv, cv, E, Lz, Lz2, D, C, umin, umax, dFm, dFa, f, p):
     """Integrals over t in [ta, tb] of (D^2 sinh^2 u, D^2, Lz / sinh^2 u) du / p_u.
 
@@ -448,7 +448,7 @@ def _u_part(var, ta, tb, gx, gw, c, h, sv, cv, E, Lz, Lz2, D, C, umin, umax, dFm
     return aE, aI, aL
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _v_part(var, ta, tb, gx, gw, c, sh, ch, E, Lz, Lz2, D, C, vmin, dFv, f, p):
     """Integrals over t in [ta, tb] of (D^2 sin^2 v, D^2, Lz / sin^2 v) |dv| / p_v, signed by t.
 
@@ -481,7 +481,7 @@ def _v_part(var, ta, tb, gx, gw, c, sh, ch, E, Lz, Lz2, D, C, vmin, dFv, f, p):
 
 
 @numba.njit(ARR2(KERNEL_T, ARR1, ARR2, ARR1, ARR1, ARR1, ARR1, ARR1, types.boolean, types.boolean), parallel=True,
-            cache=True)
+            cache=True, nogil=True)
 def _fudge_driver(f, p, posvel, delta, glx, glw, glx2, glw2, want_angles, equator_cut):
     n = posvel.shape[0]
     out = np.empty((n, 9))
@@ -491,7 +491,7 @@ def _fudge_driver(f, p, posvel, delta, glx, glw, glx2, glw2, want_angles, equato
     return out
 
 
-@numba.njit(ARR1(KERNEL_T, ARR1, ARR2, ARR1, ARR1, ARR2, ARR1), parallel=True, cache=True)
+@numba.njit(ARR1(KERNEL_T, ARR1, ARR2, ARR1, ARR1, ARR2, ARR1), parallel=True, cache=True, nogil=True)
 def _delta_driver(f, p, posvel, Ec, logLc, D2tab, dpar):
     n = posvel.shape[0]
     out = np.empty(n)

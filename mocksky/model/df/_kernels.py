@@ -18,7 +18,7 @@ DOUBLE_POWER_LAW = 5
 QUASI_ISOTHERMAL = 6
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _new_exponential(Jr, Jz, Jphi, p):
     # p: norm, Jr0, Jz0, Jphi0, pr, pz, addJden, addJvel   (BV23 eqs. 1-4)
     if Jphi <= 0.0 or Jr < 0.0 or Jz < 0.0:
@@ -31,7 +31,7 @@ def _new_exponential(Jr, Jz, Jphi, p):
     return xr * np.exp(-xr * Jr) * xz * np.exp(-xz * Jz) * Jphi / (Jphi0 * Jphi0) * np.exp(-Jden / Jphi0)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _taper_exp(Jr, Jz, Jphi, p):
     # p: norm, Jr0, Jz0, Jphi0, pr, pz, addJden, addJvel, Jtaper, Jtrans, Jcut, Delta   (BV24)
     if Jphi <= 0.0 or Jr < 0.0 or Jz < 0.0:
@@ -51,7 +51,7 @@ def _taper_exp(Jr, Jz, Jphi, p):
     return f
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def binney_h(Jr, Jz, Jphi, alpha, L0, beta, Fin, Fout):
     """h(J) of the BV23 spheroid DF (BV23 eqs. 9-14; dynamics spec)."""
     aJphi = abs(Jphi)
@@ -70,7 +70,7 @@ def binney_h(Jr, Jz, Jphi, alpha, L0, beta, Fin, Fout):
     return Jr / s + 0.5 * (1.0 + c * xi) * s * cL
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _dpl_core(h, J0, slopeIn, slopeOut, Jcutoff, cutoffStrength, Jcore, zeta):
     if h <= 0.0:
         return 0.0 if slopeIn > 0.0 or Jcore > 0.0 else 0.0
@@ -86,7 +86,7 @@ def _dpl_core(h, J0, slopeIn, slopeOut, Jcutoff, cutoffStrength, Jcore, zeta):
     return f
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _new_double_power_law(Jr, Jz, Jphi, p):
     # p: norm, J0, slopeIn, slopeOut, alpha, L0, beta, Fin, Fout, Jcutoff, cutoffStrength, Jcore, zeta, rotFrac, Jphi0
     if Jr < 0.0 or Jz < 0.0:
@@ -99,7 +99,7 @@ def _new_double_power_law(Jr, Jz, Jphi, p):
     return f
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _double_power_law(Jr, Jz, Jphi, p):
     # Agama/Posti et al. 2015 DoublePowerLaw (Vasiliev 2019 eq. 21):
     # p: norm, J0, slopeIn, slopeOut, steepness, coefJrIn, coefJzIn, coefJrOut, coefJzOut, Jcutoff, cutoffStrength,
@@ -128,7 +128,7 @@ def _double_power_law(Jr, Jz, Jphi, p):
     return f
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _interp_uniform(x, x0, dx, n, table):
     t = (x - x0) / dx
     if t <= 0.0:
@@ -140,7 +140,7 @@ def _interp_uniform(x, x0, dx, n, table):
     return table[i] * (1.0 - w) + table[i + 1] * w
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _quasi_isothermal(Jr, Jz, Jphi, p):
     # Binney & McMillan 2011 eqs. 4-6, with tabulated Rc, kappa, nu, Omega versus ln Lz (p[9:]):
     # p: norm, Rdisk, sigmar0, sigmaz0, Rsigmar, Rsigmaz, Jphi0, Jmin_sq_unused, ntab, lnL0, dlnL, then 4 tables of ntab
@@ -165,7 +165,7 @@ def _quasi_isothermal(Jr, Jz, Jphi, p):
             * nu / sz2 * np.exp(-nu * Jz / sz2))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def df_value(code, p, Jr, Jz, Jphi):
     """f(J) of the family ``code`` with parameters ``p`` (p[0] = norm)."""
     if code == NEW_EXPONENTIAL:
@@ -183,7 +183,7 @@ def df_value(code, p, Jr, Jz, Jphi):
     return p[0] * v
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def df_values(code, p, J):
     n = J.shape[0]
     out = np.empty(n)
@@ -192,7 +192,7 @@ def df_values(code, p, J):
     return out
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def df_mass_integral(code, p, lnJ, wJ, sign_both):
     """Per ln Jr node: the sum over (ln Jz, ln|Jphi|) of f * J_r J_z |J_phi| * weights of a tensor grid.
 

@@ -67,7 +67,7 @@ _KNOWN_CODES = (DFK.NEW_EXPONENTIAL, DFK.TAPER_EXP, DFK.NEW_DOUBLE_POWER_LAW, DF
 
 
 # --------------------------------------------------------------------------- DF evaluation
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def _df_matrix(codes, offsets, flat, J):
     """f_k(J_i) for every node i and DF k (DF k has params flat[offsets[k]:offsets[k+1]]); 0 for NaN actions."""
     n = J.shape[0]
@@ -126,7 +126,7 @@ class _DFSet:
 
 
 # --------------------------------------------------------------------------- 1D rules
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _axis_rule(c, s, lo, hi, split, do_split, panel, glx, glw, vout, wout, start):
     """Composite Gauss-Legendre rule in u = asinh((v - c)/s) on [lo, hi] (split at v = split if do_split).
 
@@ -163,7 +163,7 @@ def _axis_rule(c, s, lo, hi, split, do_split, panel, glx, glw, vout, wout, start
     return n
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _radial_rule(tmax, tsplit, do_split, panel, glx, glw, tout, wout):
     """Composite Gauss-Legendre nodes in t on [0, tmax] (split at tsplit); returns the count."""
     n = 0
@@ -192,7 +192,7 @@ def _radial_rule(tmax, tsplit, do_split, panel, glx, glw, tout, wout):
     return n
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _polar_pass(R, z, Phi, vc, sR, sz, sp, hot, rho0, panel, glx, glw, cth_c, wth_c, npsi_c, cth_h, wth_h, npsi_h,
                 maxper, fill, offsets, pv, w):
     """One pass of :func:`_build_nodes`: per-group counts (fill False) or the nodes (fill True)."""
@@ -274,7 +274,7 @@ def _build_nodes(R, z, Phi, vc, sR, sz, sp, hot, rho0, panel, glx, glw, cth_c, w
     return pv, w, offsets
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _marginal_pass(R, z, Phi, vc, sR, sz, sp, panel, glx, glw, maxper, axis, grid, fill, offsets, pv, w):
     """One pass of :func:`_build_marginal_nodes`: counts per group (fill False) or the nodes (fill True)."""
     P = R.shape[0]
@@ -353,7 +353,7 @@ def _build_marginal_nodes(R, z, Phi, vc, sR, sz, sp, panel, glx, glw, maxper, ax
     return pv, w, offsets
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def _accumulate(F, pv, w, offsets, second, mask):
     """Per group g and DF k with mask[g, k]: sums of w f, and (if second) w f (v_phi, v_R^2, v_z^2, v_phi^2, v_R v_z)."""
     Gn = offsets.shape[0] - 1

@@ -177,7 +177,7 @@ def _legendre(ls, x):
     return P[np.asarray(ls, dtype=np.int64)]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _cyl_interp(R, z, A_R, beta_R, A_z, beta_z, logtab, lintab, allpos, Rmax, zmax):
     n = R.shape[0]
     nR, nz = lintab.shape
@@ -217,7 +217,7 @@ def _cyl_interp(R, z, A_R, beta_R, A_z, beta_z, logtab, lintab, allpos, Rmax, zm
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _lag4(t):
     t0, t1, t2, t3 = t, t - 1.0, t - 2.0, t - 3.0
     return (-t1 * t2 * t3 / 6.0, 0.5 * t0 * t2 * t3, -0.5 * t0 * t1 * t3, t0 * t1 * t2 / 6.0)

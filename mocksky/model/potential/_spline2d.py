@@ -317,7 +317,7 @@ def match_coefficients(phi_l, dphi_l, r0):
 
 
 # --------------------------------------------------------------------------- numba evaluation
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, nogil=True, fastmath=False)
 def _extrap(R, z, p):
     """Multipole extrapolation (z >= 0): Phi, dPhi/dR, dPhi/dz."""
     nl = int(p[11])
@@ -359,7 +359,7 @@ def _extrap(R, z, p):
     return phi, phir * R / r - phic * z * R / r3, phir * z / r + phic * R * R / r3
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, nogil=True, fastmath=False)
 def _locate(x, A, lnA, inv_beta, n):
     # cell index and local coordinate of x >= 0 on the grid x_k = A (e^{beta k} - 1); du/dx
     xa = x + A
@@ -370,7 +370,7 @@ def _locate(x, A, lnA, inv_beta, n):
     return i, u - i, inv_beta / xa
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, nogil=True, fastmath=False)
 def _row(p, k, s):
     # value and s-derivative of sum_n p[k + n] s^n (Horner)
     c5 = p[k + 5]
@@ -383,7 +383,7 @@ def _row(p, k, s):
     return v, d
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, nogil=True, fastmath=False)
 def _interp(R, z, p):
     """Spline Phi, dPhi/dR, dPhi/dz inside the grid (R, z >= 0)."""
     nu = int(p[1])
@@ -402,7 +402,7 @@ def _interp(R, z, p):
     return f, fu * dudR, fv * dvdz
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, nogil=True, fastmath=False)
 def _interp_hess(R, z, p):
     """Spline Phi_RR, Phi_zz, Phi_Rz inside the grid (R, z >= 0)."""
     nu = int(p[1])
@@ -433,14 +433,14 @@ def _interp_hess(R, z, p):
             fuv * dudR * dvdz)
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, nogil=True, fastmath=False)
 def _outside(R, z, p):
     if p[9] == 0.0:
         return R * R + z * z > p[10] * p[10]
     return R > p[7] or z > p[8]
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, nogil=True, fastmath=False)
 def spline_kernel(R, z, p):
     """Phi, dPhi/dR, dPhi/dz of a packed spline potential at one point (any R, z; R taken as |R|).
 
@@ -469,7 +469,7 @@ def spline_kernel(R, z, p):
     return f, fR, fz
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, nogil=True, fastmath=False)
 def spline_hess(R, z, p):
     """Phi_RR, Phi_zz, Phi_Rz of a packed spline potential at one point (R taken as |R|).
 
@@ -499,7 +499,7 @@ def spline_hess(R, z, p):
     return HRR, Hzz, HRz
 
 
-@numba.njit(cache=True, fastmath=False, parallel=True)
+@numba.njit(cache=True, nogil=True, fastmath=False, parallel=True)
 def eval_many(R, z, p, hess):
     """Vectorised :func:`spline_kernel` (hess=False) or :func:`spline_hess` (hess=True) over 1D arrays.
 

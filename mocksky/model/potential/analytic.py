@@ -73,7 +73,7 @@ class SphericalPotential(Potential):
 
 
 # --------------------------------------------------------------------------- kernels
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _kernel_spherical_common(R, z, phi, dphi):
     r = np.sqrt(R * R + z * z)
     if r > 0:
@@ -81,14 +81,14 @@ def _kernel_spherical_common(R, z, phi, dphi):
     return phi, 0.0, 0.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _k_pointmass(R, z, p):
     GM = p[0]
     r = np.sqrt(R * R + z * z)
     return -GM / r, GM * R / r**3, GM * z / r**3
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _k_plummer(R, z, p):
     GM, b = p[0], p[1]
     s2 = R * R + z * z + b * b
@@ -96,7 +96,7 @@ def _k_plummer(R, z, p):
     return -GM / s, GM * R / (s2 * s), GM * z / (s2 * s)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _k_hernquist(R, z, p):
     GM, a = p[0], p[1]
     r = np.sqrt(R * R + z * z)
@@ -105,7 +105,7 @@ def _k_hernquist(R, z, p):
     return _kernel_spherical_common(R, z, phi, dphi)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _k_nfw(R, z, p):
     GM, a = p[0], p[1]
     r = np.sqrt(R * R + z * z)
@@ -120,7 +120,7 @@ def _k_nfw(R, z, p):
     return _kernel_spherical_common(R, z, phi, dphi)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _k_isochrone(R, z, p):
     GM, b = p[0], p[1]
     r2 = R * R + z * z
@@ -131,7 +131,7 @@ def _k_isochrone(R, z, p):
     return phi, f * R, f * z
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _k_miyamoto_nagai(R, z, p):
     GM, a, b = p[0], p[1], p[2]
     zeta = np.sqrt(z * z + b * b)
@@ -140,14 +140,14 @@ def _k_miyamoto_nagai(R, z, p):
     return -GM / np.sqrt(D2), GM * R / D3, GM * (a + zeta) * z / (zeta * D3)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _k_logarithmic(R, z, p):
     v02, Rc2, q2 = p[0], p[1], p[2]
     Q = Rc2 + R * R + z * z / q2
     return 0.5 * v02 * np.log(Q), v02 * R / Q, v02 * z / (q2 * Q)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _kk_lambda_nu(R, z, a2, c2):
     S = a2 + c2 + R * R + z * z
     P = a2 * c2 + R * R * c2 + z * z * a2
@@ -157,7 +157,7 @@ def _kk_lambda_nu(R, z, a2, c2):
     return lam, nu, D
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _k_kuzmin_kutuzov(R, z, p):
     GM, a2, c2 = p[0], p[1], p[2]
     lam, nu, D = _kk_lambda_nu(R, z, a2, c2)
@@ -514,7 +514,7 @@ class KuzminKutuzov(Potential):
         return _k_kuzmin_kutuzov, np.array([G * self.mass, self.a**2, self.c**2])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _kk_grad_vec(R, z, p):
     n = R.shape[0]
     gR = np.empty(n)

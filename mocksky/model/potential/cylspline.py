@@ -83,7 +83,7 @@ _AE = np.array([1.0, 0.44325141463, 0.06260601220, 0.04757383546, 0.01736506451]
 _BE = np.array([0.0, 0.24998368310, 0.09200180037, 0.04069697526, 0.00526449639])
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, nogil=True, fastmath=False)
 def _ellipke(m, m1):
     """Complete elliptic integrals K(m), E(m) and K - E (parameter m = k^2; m1 = 1 - m given accurately).
 
@@ -106,7 +106,7 @@ def _ellipke(m, m1):
     return K, E, K - E
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, nogil=True, fastmath=False)
 def _ring1(R, z, Rp, zp):
     # Green's function of a ring (R', z') at the point (R, z): psi = 4 R' K / D and its R-, z-derivatives
     dz = z - zp
@@ -129,7 +129,7 @@ def _ring1(R, z, Rp, zp):
     return psi, psi_R, psi_z
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, nogil=True, fastmath=False)
 def _ring(R, z, Rp, zp):
     # ring at (R', z') plus its mirror image at (R', -z') (z-symmetric density, z' >= 0)
     a0, a1, a2 = _ring1(R, z, Rp, zp)
@@ -138,7 +138,7 @@ def _ring(R, z, Rp, zp):
 
 
 # --------------------------------------------------------------------------- quadrature helpers
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, nogil=True, fastmath=False)
 def _lagrange(x, xs, den, out):
     # Lagrange basis polynomials through the nodes xs at x (den[k] = prod_{j != k} (xs[k] - xs[j]))
     n = xs.shape[0]
@@ -150,7 +150,7 @@ def _lagrange(x, xs, den, out):
         out[k] = p / den[k]
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, nogil=True, fastmath=False)
 def _rho_interp(Rp, zp, i, j, Rb, zb, rho, xg, den, LR, Lz):
     # density at (R', z') inside top-level panel (i, j) from its Gauss-point values
     n = xg.shape[0]
@@ -165,7 +165,7 @@ def _rho_interp(Rp, zp, i, j, Rb, zb, rho, xg, den, LR, Lz):
     return s
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, nogil=True, fastmath=False)
 def _rect_dist(x, y, x0, x1, y0, y1):
     dx = 0.0
     if x < x0:
@@ -180,7 +180,7 @@ def _rect_dist(x, y, x0, x1, y0, y1):
     return np.sqrt(dx * dx + dy * dy)
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, nogil=True, fastmath=False)
 def _near_panel(R, z, i, j, Rb, zb, rho, xg, wg, xd, wd, eta, den, LR, Lz, stack):
     """Integral of rho * (psi, psi_R, psi_z) over top-level panel (i, j) near the node (R, z)."""
     n = xg.shape[0]
@@ -279,7 +279,7 @@ def _near_panel(R, z, i, j, Rb, zb, rho, xg, wg, xd, wd, eta, den, LR, Lz, stack
     return s0, s1, s2
 
 
-@numba.njit(cache=True, fastmath=False, parallel=True)
+@numba.njit(cache=True, nogil=True, fastmath=False, parallel=True)
 def _solve_nodes(Rn, zn, Rb, zb, Rg, zg, W, rho, active, xg, wg, xd, wd, eta):
     """sum rho w (psi, psi_R, psi_z) at every node over the active panels; shape (3, nR, nz)."""
     nR = Rn.shape[0]

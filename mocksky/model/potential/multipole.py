@@ -99,7 +99,7 @@ _HEADER = 8
 
 # ---------------------------------------------------------------------------------------------------
 # compiled evaluation
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, nogil=True, fastmath=False)
 def _eval_point(R, z, p, mode):
     """Expansion at one point (R, z).
 
@@ -240,14 +240,14 @@ def _eval_point(R, z, p, mode):
     return F, gR, gz, hRR, hzz, hRz, 0.0
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, nogil=True, fastmath=False)
 def _multipole_kernel(R, z, params):
     """Scalar kernel (Phi, dPhi/dR, dPhi/dz) of a Multipole expansion (see :meth:`Multipole.kernel`)."""
     res = _eval_point(R, z, params, 1)
     return res[0], res[1], res[2]
 
 
-@numba.njit(cache=True, fastmath=False, inline="always")
+@numba.njit(cache=True, nogil=True, fastmath=False, inline="always")
 def _store(res, mode, out, i):
     """Write the quantities of ``mode`` (0 Phi, 1 gradient, 2 Hessian, 3 density) from ``res`` to column i."""
     if mode == 0:
@@ -263,14 +263,14 @@ def _store(res, mode, out, i):
         out[0, i] = res[6]
 
 
-@numba.njit(cache=True, fastmath=False, parallel=True)
+@numba.njit(cache=True, nogil=True, fastmath=False, parallel=True)
 def _eval_many_parallel(R, z, p, mode, out):
     n = R.shape[0]
     for i in numba.prange(n):
         _store(_eval_point(R[i], z[i], p, mode), mode, out, i)
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, nogil=True, fastmath=False)
 def _eval_many_serial(R, z, p, mode, out):
     n = R.shape[0]
     for i in range(n):

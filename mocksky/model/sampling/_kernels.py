@@ -18,7 +18,7 @@ import numpy as np
 from ..df import _kernels as DFK
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always")
 def _grid_coord(x, scale, lo, step, n):
     """Node-index coordinate of x on the stretched grid asinh(x/scale) = lo + i*step, clamped."""
     q = (math.asinh(x / scale) - lo) / step
@@ -32,7 +32,7 @@ def _grid_coord(x, scale, lo, step, n):
     return i, q - i
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def interp_moments(R, az, Rs, u0, du, zs, t0, dt, tab):
     """Bilinear interpolation of ``tab[iu, it, k]`` at the points (R, |z|); returns (N, K)."""
     n = R.shape[0]
@@ -47,7 +47,7 @@ def interp_moments(R, az, Rs, u0, du, zs, t0, dt, tab):
     return out
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always")
 def _axes(sR, sz, rho):
     """Principal axes of the (vR, vz) covariance [[sR^2, rho sR sz], [rho sR sz, sz^2]]:
     (cos theta, sin theta, s_major, s_minor), the major axis at angle theta from vR."""
@@ -61,7 +61,7 @@ def _axes(sR, sz, rho):
     return math.cos(th), math.sin(th), math.sqrt(l1), math.sqrt(l2)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always")
 def _log_q(vR, vz, vphi, mu, sR, sz, sphi, rho, vesc, nu, kap, pw, eps, lc):
     """log of sum_k pw[k] t_nu(v; mu, C_k) + eps * uniform ball |v| < vesc.
 
@@ -87,7 +87,7 @@ def _log_q(vR, vz, vphi, mu, sR, sz, sphi, rho, vesc, nu, kap, pw, eps, lc):
     return math.log(q)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always")
 def _clip_rho(r):
     if r > 0.95:
         return 0.95
@@ -96,13 +96,13 @@ def _clip_rho(r):
     return r
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def t_log_const(nu):
     """log of the normalisation of the 3D Student t density with nu degrees of freedom."""
     return math.lgamma(0.5 * (nu + 3.0)) - math.lgamma(0.5 * nu) - 1.5 * math.log(nu * math.pi)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def propose_velocities(mom, vesc, inflate, nu, kap, eps, g, chi2, umix, gball, uball, out_v, out_logq):
     """Velocities (vR, vz, vphi) from the local proposal and its log density [log (km/s)^-3].
 
@@ -159,7 +159,7 @@ def propose_velocities(mom, vesc, inflate, nu, kap, eps, g, chi2, umix, gball, u
         out_logq[i] = _log_q(vR, vz, vphi, mu, sR, sz, sphi, rho, ve, nu, kap, pw, eps, lc)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def log_q_components(v, mom, inflate, nu, kap, out):
     """log density of each Student t component k of the local proposal at velocities v, (N, K)."""
     n = v.shape[0]
@@ -175,7 +175,7 @@ def log_q_components(v, mom, inflate, nu, kap, out):
                                0.0, lc)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def action_mass_histogram(code, p, lnJ, wJ, sign_both, edges):
     """Mass of the DF per bin of ln(Jr + Jz + |Jphi|) and per bin of ln Jz, per ln Jr node.
 
@@ -208,7 +208,7 @@ def action_mass_histogram(code, p, lnJ, wJ, sign_both, edges):
     return parts  # summed over the first axis by the caller, outside numba (thread-count independent)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def azimuth_bins(u, grp, phi_cdf, phi_logr, out_u, out_j, out_logr):
     """Map uniform variates u (nb, K) to the piecewise-constant azimuth proposal of each row's group.
 
