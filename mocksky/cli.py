@@ -180,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     runp.add_argument("--scheduler", default=None,
                       help="address of a running Dask scheduler (e.g. tcp://host:8786) to run the chunks on")
     runp.add_argument("--threads", type=int, default=None,
-                      help="Numba threads per chunk (default: all cores in process, cores / workers on a cluster)")
+                      help="Numba threads per chunk (default: 1 in process, with cores // threads chunks at once; "
+                           "cores / workers on a cluster)")
     runp.add_argument("--no-progress", action="store_true", help="no progress bar")
     runp.add_argument("--overwrite", action="store_true",
                       help="replace a run with a different recipe, seed or scale in --out (a run with the same ones "

@@ -660,7 +660,8 @@ def run(recipe_or_path: Union[str, os.PathLike, Recipe], out_dir: Union[str, os.
     scheduler : str, optional
         Address of a running Dask scheduler (instead of a local cluster).
     threads : int, optional
-        Numba threads per chunk (default: all cores in process; cores / workers on a local cluster).
+        Numba threads per chunk (default: 1 in process, where cores // threads chunks run at once in threads; cores
+        / workers on a local cluster).
     progress : bool, optional
         tqdm progress bar on stderr (default: when stderr is a terminal).
 

@@ -3,7 +3,7 @@
 
 Usage::
 
-    PYTHONPATH=. python scripts/bench_pipeline.py [--sizes 1e6 1e7 1e8] [--workers 2] [--out DIR] [--keep]
+    PYTHONPATH=. python scripts/bench_pipeline.py [--sizes 1e6 1e7 1e8] [--workers 2] [--threads T] [--out DIR] [--keep]
 
 The first run (at the smallest size's scale guess) calibrates the number of catalogue rows of the full mock
 (rows / scale); the other sizes use scale = size / full_rows. For each size it prints, one figure per line
@@ -62,7 +62,9 @@ class PeakRSS:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=float, nargs="+", default=[1e6, 1e7, 1e8], help="target catalogue rows")
-    ap.add_argument("--workers", type=int, default=0, help="Dask local workers (0: in process, all cores)")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="Dask local workers (0: in process, one chunk per core at a time)")
+    ap.add_argument("--threads", type=int, default=None, help="Numba threads per chunk (default: mocksky's)")
     ap.add_argument("--out", default="/tmp/mocksky_bench_pipeline", help="scratch directory")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", action="store_true", help="keep the outputs")
@@ -75,7 +77,7 @@ def main():
         out = Path(args.out) / f"n{size:.0e}"
         with PeakRSS() as mem:
             res = run("gaia_dr3_starcounts", out, seed=args.seed, scale=scale, overwrite=True,
-                      workers=args.workers or None, progress=False)
+                      workers=args.workers or None, threads=args.threads, progress=False)
         tp = res.summary["throughput"]
         full_rows = tp["stars_kept"] / scale
         rate = tp["stars_kept"] / tp["seconds"]

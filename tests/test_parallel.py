@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from mocksky.catalogue import CatalogueIntegrityError, open_vaex, read_catalogue, verify_manifest
+from mocksky.parallel import _worker_environ, default_threads, run_tasks
 from mocksky.pipeline import RunStateError, chunk_seed, run
 from mocksky.recipe import RecipeError, load_recipe, parse_recipe
 
@@ -74,12 +76,59 @@ def test_reference_dataset(reference):
 
 
 def test_threads_and_workers_give_identical_parts(reference, recipe_file, tmp_path):
-    """1 thread in process and 2 Dask worker processes reproduce the reference parts byte for byte."""
-    one = run(recipe_file, tmp_path / "t1", seed=SEED, scale=SCALE, threads=1, progress=False)
+    """One chunk at a time on 2 Numba threads in process, and 2 Dask worker processes, reproduce the reference parts
+    (in process, one chunk per core at a time on 1 Numba thread each) byte for byte."""
+    one = run(recipe_file, tmp_path / "t2", seed=SEED, scale=SCALE, threads=2, progress=False)
     assert shas(one.catalogue) == shas(reference.catalogue)
     two = run(recipe_file, tmp_path / "w2", seed=SEED, scale=SCALE, workers=2, progress=False)
     assert shas(two.catalogue) == shas(reference.catalogue)
     assert two.summary["run"]["execution"]["workers"] == 2
+
+
+def _slow_square(payload, key, log):
+    log.append(("start", key, threading.get_ident()))
+    if key == payload["fail"]:
+        raise ValueError(f"task {key} failed")
+    time.sleep(0.05)
+    log.append(("end", key, threading.get_ident()))
+    return key * key
+
+
+def test_run_tasks_in_process_overlaps_tasks_and_stops_on_error():
+    """In process, tasks run cores // threads at a time in threads (results as they finish, in the driver); with
+    threads = cores they run one after another; the first error is re-raised and no task starts after it."""
+    cores = default_threads(None)
+    seen = []
+    log = []
+    res = run_tasks(_slow_square, {"fail": None}, range(8), (log,), threads=1, progress=False,
+                    on_result=lambda k, r: seen.append((k, r, threading.get_ident())))
+    assert res == {k: k * k for k in range(8)}
+    assert sorted(seen)[3][:2] == (3, 9) and {t for _, _, t in seen} == {threading.get_ident()}
+    starts = [k for e, k, _ in log if e == "start"]
+    assert sorted(starts) == list(range(8)) and starts[:2] == [0, 1]
+    overlapped = any(log[i][0] == "start" and log[i + 1][0] == "start" for i in range(len(log) - 1))
+    assert overlapped == (cores > 1)
+    if cores > 1:
+        assert len({t for _, _, t in log}) == min(cores, 8)
+    log.clear()
+    run_tasks(_slow_square, {"fail": None}, range(4), (log,), threads=cores, progress=False)
+    assert [e for e, _, _ in log] == ["start", "end"] * 4
+    log.clear()
+    with pytest.raises(ValueError, match="task 2 failed"):
+        run_tasks(_slow_square, {"fail": 2}, range(40), (log,), threads=1, progress=False)
+    assert len([e for e, _, _ in log if e == "start"]) <= 2 + cores
+
+
+def test_dask_workers_spawn_without_malloc_trim():
+    """Local workers are spawned without Dask's MALLOC_TRIM_THRESHOLD_ (it made chunks ~25 % slower), keeping the
+    rest of Dask's pre-spawn environment."""
+    import dask
+    import distributed  # noqa: F401
+
+    env = _worker_environ()
+    assert "MALLOC_TRIM_THRESHOLD_" not in env
+    full = dask.config.get("distributed.nanny.pre-spawn-environ")
+    assert env == {k: v for k, v in full.items() if k != "MALLOC_TRIM_THRESHOLD_"}
 
 
 def test_resume_after_sigkill(reference, recipe_file, tmp_path):
