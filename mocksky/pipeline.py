@@ -7,7 +7,8 @@ load_or_build`), then per stellar component a :class:`~mocksky.model.sampling.Co
 :class:`~mocksky.populate.MagnitudeSelection` in magnitude mode) whose pilot epoch and adapted proposal are run once
 (:meth:`~mocksky.model.sampling.ComponentSampler.prepare`, then more proposals of the adapted epoch to set its envelope
 and refine the importance-sampling mass estimate M_hat), the number of points of the component and its split into
-chunks of at most ``[run] chunk_points`` points. The chunk list depends on the recipe, seed and scale only, never on
+chunks of at most ``[run] chunk_points`` points. Components are planned independently (each from its own spawned
+seed), one per core at a time in threads. The chunk list depends on the recipe, seed and scale only, never on
 the number of workers.
 
 Chunk k (:func:`run_chunk`): its randomness is ``numpy.random.SeedSequence(seed).spawn(n_chunks)[k]``
@@ -63,6 +64,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -325,8 +327,11 @@ def extinction_floor(recipe: Recipe):
     return ExtinctionFloor(P.band, recipe.dust.map)
 
 
-def make_plan(recipe: Recipe, model, seed: int, scale: float = 1.0) -> RunPlan:
+def make_plan(recipe: Recipe, model, seed: int, scale: float = 1.0, threads: Optional[int] = None) -> RunPlan:
     """The plan of a run (deterministic given the recipe, model, seed and scale; see the module docstring).
+
+    The components are planned independently (each from its own spawned seed), cores // threads at a time in threads
+    of this process (:func:`mocksky.parallel.run_tasks`); the plan does not depend on how many run at once.
 
     Parameters
     ----------
@@ -337,6 +342,8 @@ def make_plan(recipe: Recipe, model, seed: int, scale: float = 1.0) -> RunPlan:
         Entropy of the run's SeedSequence; the plan draws from ``SeedSequence(seed, spawn_key=(2**32 - 1,))``.
     scale : float
         Fraction in (0, 1] of the full mock.
+    threads : int, optional
+        Numba threads per component being planned (default 1, with one component per core at a time).
 
     Returns
     -------
@@ -349,10 +356,10 @@ def make_plan(recipe: Recipe, model, seed: int, scale: float = 1.0) -> RunPlan:
     """
     from . import __version__
     from .model.registry import MODELS
-    from .model.sampling import ComponentSampler, as_region
-    from .model.sampling.weighted import weighted_scheme
+    from .model.sampling import as_region
     from .observe import solar_parameters
-    from .populate import MagnitudeSelection, load_populations
+    from .parallel import run_tasks
+    from .populate import load_populations
 
     P = recipe.populations
     pops = load_populations(P.spec)
@@ -371,49 +378,12 @@ def make_plan(recipe: Recipe, model, seed: int, scale: float = 1.0) -> RunPlan:
     # (measured: the young disc's acceptance 0.12 with 1e5 pilot proposals, 0.22 with 4e5)
     n_pilot = int(np.clip(50 * recipe.sample.pilot, 20_000, 100_000)) * (4 if recipe.sample.proposal == "heliocentric"
                                                                         else K)
-    for ci, (name, ss) in enumerate(zip(names, plan_ss.spawn(len(names)))):
-        t0 = time.perf_counter()
-        rng = np.random.default_rng(ss)
-        cp = pops[name]
-        if P.mode == "magnitude":
-            sel = MagnitudeSelection(cp, P.limit, P.band, ext, solar, m_min=P.m_min, logg_max=logg_max,
-                                     footprint=footprint)
-            d_max = sel.d_max
-        else:
-            sel = None
-            d_max = cp.max_stars_per_mass(P.m_min) * 1.05
-        helio = recipe.sample.proposal == "heliocentric"
-        forced = recipe.sample.method == "weighted"
-        # an importance-weighted mock spends one action per positive-weight proposal: no density thinning there
-        smp = ComponentSampler(model.potential, model.dfs[name], finder, density=model.component(name).density,
-                               region=region, selection=sel, rng=rng, n_pilot=n_pilot, azimuth_copies=K,
-                               observer=solar if helio else None, density_thinning=not forced)
-        smp.prepare(rng=rng)
-        smp.run(n_pilot, rng=rng)  # the adapted epoch: sets its envelope, refines M_hat
-        m_sel, m_err = smp.mass_estimate()
-        if not (np.isfinite(m_sel) and m_sel > 0):
-            raise RecipeError(f"[sample]: component {name!r} has no selected mass (M_hat = {m_sel}); check the "
-                              "region and the magnitude limit")
-        need = int(np.ceil(1.05 * scale * m_sel * d_max))
-        cap = max(int(np.ceil(recipe.sample.max_points * scale)), 1)
-        n = max(cap if forced else min(need, cap), 100)
-        scheme = None
-        d = smp.diagnostics()
-        if forced:
-            scheme = weighted_scheme(smp, rng, _KEEP_FRACTION)
-        elif d.acceptance < _MIN_ACCEPTANCE:
-            # rejection would need > 500 proposals (and many action evaluations) per point: the
-            # importance-weighted mock of the same number of points is exact in expectation and far cheaper
-            scheme = weighted_scheme(smp, rng, _KEEP_FRACTION)
-            log.warning("component %r: rejection acceptance %.2g < %.0e: an importance-weighted mock of %d points "
-                        "(column 'weight' = expected stars per row)", name, d.acceptance, _MIN_ACCEPTANCE, n)
-        elif need > cap:
-            # too few points for one star per point: an importance-weighted mock (each kept proposal a weighted
-            # star, populate overflow='weight') instead of thinning, which would drop the excess stars unevenly
-            scheme = weighted_scheme(smp, rng, _KEEP_FRACTION)
-            log.warning("component %r: %d points needed for <= 1 star per point, capped at %d: an importance-"
-                        "weighted mock (column 'weight' = expected stars per row; raise [sample] max_points or lower "
-                        "--scale for a Poisson realisation)", name, need, cap)
+    ctx = dict(recipe=recipe, model=model, pops=pops, finder=finder, region=region, K=K, ext=ext, solar=solar,
+               logg_max=logg_max, footprint=footprint, n_pilot=n_pilot, scale=scale)
+    jobs = dict(enumerate(zip(names, plan_ss.spawn(len(names)))))
+    planned = run_tasks(_plan_component, ctx, list(jobs), (jobs,), threads=threads, progress=False)
+    for ci, name in enumerate(names):
+        smp, sel, n, m_sel, scheme, info = planned[ci]
         first = len(chunks)
         for npts in _split(n, recipe.run.chunk_points):
             chunks.append(ChunkSpec(len(chunks), ci, npts))
@@ -422,16 +392,12 @@ def make_plan(recipe: Recipe, model, seed: int, scale: float = 1.0) -> RunPlan:
             weighted.append((scheme, n_pos))
         else:
             weighted.append(None)
-        comps[name] = {"selected_mass_Msun": m_sel, "mass_error_Msun": m_err, "points_needed": need,
-                       "points_cap": cap, "points": n, "capped": need > cap and not forced, "particle_mass_Msun": m_sel / n,
-                       "plan_proposals": d.n_proposals, "plan_acceptance": d.acceptance, "ess_fraction": d.ess_fraction,
-                       "azimuth_copies": K, "weighted": scheme is not None,
-                       "plan_seconds": round(time.perf_counter() - t0, 3)}
-        samplers.append(smp.fork())
+        comps[name] = info
+        samplers.append(smp)
         selections.append(sel)
         pmass.append(m_sel / n)
-        log.info("plan %s: M_hat = %.4g +- %.2g Msun, %d points in %d chunk(s) (%.1f s)", name, m_sel, m_err, n,
-                 sum(1 for c in chunks if c.component == ci), time.perf_counter() - t0)
+        log.info("plan %s: M_hat = %.4g +- %.2g Msun, %d points in %d chunk(s) (%.1f s)", name, m_sel,
+                 info["mass_error_Msun"], n, len(chunks) - first, info["plan_seconds"])
     # identity of the model actually used (a rebuilt model may differ from a cached one in the last bits)
     h = hashlib.sha256()
     R_, z_ = np.meshgrid(np.geomspace(0.01, 200.0, 40), np.concatenate([[0.0], np.geomspace(0.01, 100.0, 20)]))
@@ -452,6 +418,67 @@ def make_plan(recipe: Recipe, model, seed: int, scale: float = 1.0) -> RunPlan:
                    run_meta, comps, weighted, logg_max, ext)
 
 
+def _plan_component(ctx: dict, ci: int, jobs: dict):
+    """Plan component ci (see :func:`make_plan`): its prepared sampler (a fork), magnitude selection, number of points,
+    selected mass, importance-weighting scheme (or None) and summary record."""
+    from .model.sampling import ComponentSampler
+    from .model.sampling.weighted import weighted_scheme
+    from .populate import MagnitudeSelection
+
+    name, ss = jobs[ci]
+    recipe, model, K, scale = ctx["recipe"], ctx["model"], ctx["K"], ctx["scale"]
+    P = recipe.populations
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(ss)
+    cp = ctx["pops"][name]
+    if P.mode == "magnitude":
+        sel = MagnitudeSelection(cp, P.limit, P.band, ctx["ext"], ctx["solar"], m_min=P.m_min,
+                                 logg_max=ctx["logg_max"], footprint=ctx["footprint"])
+        d_max = sel.d_max
+    else:
+        sel = None
+        d_max = cp.max_stars_per_mass(P.m_min) * 1.05
+    helio = recipe.sample.proposal == "heliocentric"
+    forced = recipe.sample.method == "weighted"
+    n_pilot = ctx["n_pilot"]
+    # an importance-weighted mock spends one action per positive-weight proposal: no density thinning there
+    smp = ComponentSampler(model.potential, model.dfs[name], ctx["finder"], density=model.component(name).density,
+                           region=ctx["region"], selection=sel, rng=rng, n_pilot=n_pilot, azimuth_copies=K,
+                           observer=ctx["solar"] if helio else None, density_thinning=not forced)
+    smp.prepare(rng=rng)
+    smp.run(n_pilot, rng=rng)  # the adapted epoch: sets its envelope, refines M_hat
+    m_sel, m_err = smp.mass_estimate()
+    if not (np.isfinite(m_sel) and m_sel > 0):
+        raise RecipeError(f"[sample]: component {name!r} has no selected mass (M_hat = {m_sel}); check the "
+                          "region and the magnitude limit")
+    need = int(np.ceil(1.05 * scale * m_sel * d_max))
+    cap = max(int(np.ceil(recipe.sample.max_points * scale)), 1)
+    n = max(cap if forced else min(need, cap), 100)
+    scheme = None
+    d = smp.diagnostics()
+    if forced:
+        scheme = weighted_scheme(smp, rng, _KEEP_FRACTION)
+    elif d.acceptance < _MIN_ACCEPTANCE:
+        # rejection would need > 500 proposals (and many action evaluations) per point: the
+        # importance-weighted mock of the same number of points is exact in expectation and far cheaper
+        scheme = weighted_scheme(smp, rng, _KEEP_FRACTION)
+        log.warning("component %r: rejection acceptance %.2g < %.0e: an importance-weighted mock of %d points "
+                    "(column 'weight' = expected stars per row)", name, d.acceptance, _MIN_ACCEPTANCE, n)
+    elif need > cap:
+        # too few points for one star per point: an importance-weighted mock (each kept proposal a weighted
+        # star, populate overflow='weight') instead of thinning, which would drop the excess stars unevenly
+        scheme = weighted_scheme(smp, rng, _KEEP_FRACTION)
+        log.warning("component %r: %d points needed for <= 1 star per point, capped at %d: an importance-"
+                    "weighted mock (column 'weight' = expected stars per row; raise [sample] max_points or lower "
+                    "--scale for a Poisson realisation)", name, need, cap)
+    info = {"selected_mass_Msun": m_sel, "mass_error_Msun": m_err, "points_needed": need,
+            "points_cap": cap, "points": n, "capped": need > cap and not forced, "particle_mass_Msun": m_sel / n,
+            "plan_proposals": d.n_proposals, "plan_acceptance": d.acceptance, "ess_fraction": d.ess_fraction,
+            "azimuth_copies": K, "weighted": scheme is not None,
+            "plan_seconds": round(time.perf_counter() - t0, 3)}
+    return smp.fork(), sel, n, m_sel, scheme, info
+
+
 #: rejection-control keep fraction of importance-weighted components (mocksky.model.sampling.weighted)
 _KEEP_FRACTION = 0.2
 #: below this rejection acceptance (per proposal, azimuth copies counted) a component is importance-weighted
@@ -459,15 +486,18 @@ _MIN_ACCEPTANCE = 2e-3
 
 # ------------------------------------------------------------------------------------------------------ chunks
 _SF_CACHE: Dict[str, object] = {}
+_SF_LOCK = threading.Lock()
 
 
 def _selection_for(recipe: Recipe):
-    """build_selection_function, cached per process (survey maps are read once per worker)."""
+    """build_selection_function, cached per process (survey maps are read once per worker; chunks running in
+    threads wait for the first to build it)."""
     key = hashlib.sha256(recipe.text.encode()).hexdigest()
-    if key not in _SF_CACHE:
-        _SF_CACHE.clear()
-        _SF_CACHE[key] = build_selection_function(recipe)
-    return _SF_CACHE[key]
+    with _SF_LOCK:
+        if key not in _SF_CACHE:
+            _SF_CACHE.clear()
+            _SF_CACHE[key] = build_selection_function(recipe)
+        return _SF_CACHE[key]
 
 
 def run_chunk(plan: RunPlan, index: int, directory: Union[str, os.PathLike]) -> dict:
@@ -729,7 +759,7 @@ def run(recipe_or_path: Union[str, os.PathLike, Recipe], out_dir: Union[str, os.
         return RunResult(out, Path(path), spath, (), int(n_rows), seed_used, timings, summary)
 
     t = time.perf_counter()
-    plan = make_plan(recipe, model, seed_used, scale)
+    plan = make_plan(recipe, model, seed_used, scale, threads=threads if scheduler is None and not workers else None)
     timings["plan"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -76,8 +76,9 @@ def test_reference_dataset(reference):
 
 
 def test_threads_and_workers_give_identical_parts(reference, recipe_file, tmp_path):
-    """One chunk at a time on 2 Numba threads in process, and 2 Dask worker processes, reproduce the reference parts
-    (in process, one chunk per core at a time on 1 Numba thread each) byte for byte."""
+    """One chunk (and one component of the plan) at a time on 2 Numba threads in process, and 2 Dask worker
+    processes, reproduce the reference parts (in process, one chunk and one planned component per core at a time on 1
+    Numba thread each) byte for byte."""
     one = run(recipe_file, tmp_path / "t2", seed=SEED, scale=SCALE, threads=2, progress=False)
     assert shas(one.catalogue) == shas(reference.catalogue)
     two = run(recipe_file, tmp_path / "w2", seed=SEED, scale=SCALE, workers=2, progress=False)
