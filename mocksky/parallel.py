@@ -30,7 +30,7 @@ import os
 import sys
 import time
 import uuid
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numba
@@ -201,30 +201,16 @@ def run_tasks(fn: Callable, payload: Any, keys: Sequence, args: tuple = (), *, w
 
 
 def _run_threads(fn, payload, keys, args, at_once, threads, done) -> None:
-    """Up to ``at_once`` tasks at a time in a thread pool (submitted in key order, results handed to ``done`` in this
-    thread as they finish); the first error cancels the tasks not yet started and is re-raised once the running ones
-    have stopped."""
-    it = iter(keys)
+    """The tasks on a pool of ``at_once`` threads (queued in key order, results handed to ``done`` in this thread as
+    they finish); the first error cancels the tasks not yet started and is re-raised once the running ones have
+    stopped."""
     with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="mocksky-task") as pool:
-        running = {}
-
-        def _submit():
-            for key in it:
-                running[pool.submit(_call, fn, payload, key, threads, args)] = key
-                return
-
+        futures = {pool.submit(_call, fn, payload, key, threads, args): key for key in keys}
         try:
-            for _ in range(at_once):
-                _submit()
-            while running:
-                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    key = running.pop(fut)
-                    res = fut.result()
-                    _submit()
-                    done(key, res)
+            for fut in as_completed(futures):
+                done(futures[fut], fut.result())
         except BaseException:
-            for fut in running:
+            for fut in futures:
                 fut.cancel()
             raise
 
