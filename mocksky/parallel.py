@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -200,16 +201,35 @@ def run_tasks(fn: Callable, payload: Any, keys: Sequence, args: tuple = (), *, w
     return results
 
 
+_SKIPPED = object()
+
+
+def _call_unless_stopped(stop, fn, payload, key, threads, args):
+    """``_call`` unless an earlier task has failed (then ``_SKIPPED``); a failure stops the tasks not yet started in
+    every thread at once, not only once the driver has read it."""
+    if stop.is_set():
+        return _SKIPPED
+    try:
+        return _call(fn, payload, key, threads, args)
+    except BaseException:
+        stop.set()
+        raise
+
+
 def _run_threads(fn, payload, keys, args, at_once, threads, done) -> None:
     """The tasks on a pool of ``at_once`` threads (queued in key order, results handed to ``done`` in this thread as
-    they finish); the first error cancels the tasks not yet started and is re-raised once the running ones have
+    they finish); the first error stops the tasks not yet started and is re-raised once the running ones have
     stopped."""
+    stop = threading.Event()
     with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="mocksky-task") as pool:
-        futures = {pool.submit(_call, fn, payload, key, threads, args): key for key in keys}
+        futures = {pool.submit(_call_unless_stopped, stop, fn, payload, key, threads, args): key for key in keys}
         try:
             for fut in as_completed(futures):
-                done(futures[fut], fut.result())
+                res = fut.result()
+                if res is not _SKIPPED:
+                    done(futures[fut], res)
         except BaseException:
+            stop.set()
             for fut in futures:
                 fut.cancel()
             raise

@@ -97,7 +97,8 @@ def _slow_square(payload, key, log):
 
 def test_run_tasks_in_process_overlaps_tasks_and_stops_on_error():
     """In process, tasks run cores // threads at a time in threads (results as they finish, in the driver); with
-    threads = cores they run one after another; the first error is re-raised and no task starts after it."""
+    threads = cores they run one after another; the first error is re-raised and no task starts after it (in any
+    thread, not only once the driver has read the error)."""
     cores = default_threads(None)
     seen = []
     log = []
