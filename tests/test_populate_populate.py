@@ -239,6 +239,34 @@ def test_age_binned_envelope_keeps_counts_and_ages(bv23):
         MagnitudeSelection(bv23[name], lim, solar="bv23", age_bins=0)
 
 
+def test_bin_envelope_bounds_expectations_between_isochrone_nodes(bv23):
+    """E_k(mu) of MagnitudeSelection bounds the expected stars per Msun for any age in bin k, any [M/H] and any mu,
+    not only at the grid's nodes: random (age, [M/H], mu) of the young disc (G < 20.7, the youngest bins hold the
+    brightest stars and the steepest changes with age). Measured with the default safety 1.02: largest ratio
+    0.980, median 0.869; with the intervals between nodes split in 2 instead of 4 the largest was 1.08, and
+    an envelope sampled at 5 ages per bin, 27 [M/H] values and every 0.2 mag, times 1.1, was exceeded by up to 3.4x
+    (ages of a few Myr between its sampled ages)."""
+    cp = bv23["young disk"]
+    sel = MagnitudeSelection(cp, 20.7, solar="bv23")
+    rng = np.random.default_rng(91)
+    n, nb = 300000, sel.age_bins
+    k = rng.integers(0, nb, n)
+    age = cp.ages[0].ppf((k + rng.random(n)) / nb)
+    g = cp.isochrones
+    mh = rng.uniform(g.mh[0], g.mh[-1], n)
+    mu = rng.uniform(0.0, 28.0, n)
+    logage = np.clip(IsochroneGrid.logage_of(age), g.logage[0], g.logage[-1])
+    _, _, num = K.detectable_fraction(logage, mh, np.ascontiguousarray(20.7 - mu), 0, sel.m_min, g.kernel_grid(),
+                                      *cp.imf.arrays())
+    e_true = num / cp.present_mass_fraction(mh, 0)
+    env = np.array([np.interp(m, sel.mu_grid, sel.bin_envelope[0, kk]) for m, kk in zip(mu, k)])
+    seen = e_true > 0
+    ratio = e_true[seen] / np.maximum(env[seen], 1e-300)
+    assert seen.sum() > 0.5 * n
+    assert ratio.max() <= 1.0, ratio.max()
+    assert np.median(ratio) > 0.8, np.median(ratio)  # and not a loose one
+
+
 def test_selection_footprint(bv23):
     """A sky footprint multiplies S(x): zero outside, unchanged inside; point masses stay M_p / S."""
     rng = np.random.default_rng(71)

@@ -693,6 +693,13 @@ def populate(points, populations: StellarPopulations, *, mode: str = "volume", m
 
 
 # =============================================================================== selection for samplers
+def _subdivided(x, parts: int):
+    """Sorted nodes x with each interval between consecutive ones split into ``parts`` equal parts."""
+    x = np.asarray(x, dtype=np.float64)
+    t = np.arange(1, parts)[:, None] / parts
+    return np.sort(np.concatenate([x, (x[:-1] + t * (x[1:] - x[:-1])).ravel()]))
+
+
 class MagnitudeSelection:
     """Selection function for a phase-space sampler: where can stars of a component be seen?
 
@@ -703,7 +710,7 @@ class MagnitudeSelection:
     stands for M_p / S(x) of present-day mass, and every point yields at most one star when M_p <= 1 / D_max.
 
     Age bins. The ages of each sub-population are split into ``age_bins`` bins of equal probability; E_k(mu) is an
-    upper envelope (over [M/H] and the ages in bin k, times ``safety``) of the expected stars per Msun, and
+    upper envelope (over [M/H] and the ages in bin k, times ``safety``; see Notes) of the expected stars per Msun, and
     D(mu) = max over sub-populations of (1/K) sum_k E_k(mu). :func:`populate` then draws a point's age bin k with
     probability E_k(mu) / sum_k E_k(mu), the age from the prior inside it, and multiplies the point's expected count
     by (sum_k E_k / K) / E_k(mu) (:meth:`draw_ages`): the expected count per point and the age distribution are
@@ -722,7 +729,7 @@ class MagnitudeSelection:
     solar : str or SolarParameters
     m_min : float, optional
     safety : float
-        Envelope factor (default 1.1).
+        Envelope factor (default 1.02; see Notes).
     logg_max : float, optional
         Only stars with log g <= logg_max count (as :func:`populate`'s ``logg_max``); D_max is then the
         envelope's bright-end value (the giants), not the all-star density.
@@ -738,13 +745,29 @@ class MagnitudeSelection:
     ------
     ValueError
         Bad footprint, logg_max or age_bins (named), or no star of the component passes logg_max.
+
+    Notes
+    -----
+    The expected count per Msun is a function of the isochrones interpolated in log age and [M/H], whose features
+    sit at and between the grid's nodes; E_k is its largest value over the [M/H] nodes of the isochrone grid and
+    the log-age nodes inside bin k with the bin's edges, each interval between these split into 4, made
+    non-increasing in mu. It is tabulated every 0.05 mag in mu, each point holding the value of the point before it,
+    so that linear interpolation in mu bounds it from above. Where E_k still falls short, a point's expectation
+    exceeds M_p D_max and :func:`populate` clips it (``overflow='clip'``; the lost expectation is reported).
+    Measured on 1e6 random (age, [M/H], mu) per component (G < 20.7): with ``safety`` = 1 one young-disc draw
+    (log age 6.55, [M/H] 0.3, mu 27.5) exceeds E_k, by 1.4 %; with the default 1.02 none does (largest ratio
+    0.994). The earlier envelope (5 ages per bin, 27 [M/H] values, every 0.2 mag, ``safety`` 1.1) was exceeded by
+    2.6e-4 of the young disc's DF points of a G < 20.7 sample, by up to 3.4x at ages of a few Myr between its
+    sampled ages.
     """
 
-    #: ages per bin at which the envelope is evaluated (the bin's edges included)
-    _AGES_PER_BIN = 5
+    #: the grid of mu = DM + A [mag] on which the envelopes are tabulated
+    _MU0, _DMU, _N_MU = -15.0, 0.05, 1001
+    #: parts into which the intervals between the log-age (and [M/H]) values above are split for the envelope
+    _AGE_PARTS, _MH_PARTS = 4, 4
 
     def __init__(self, population: ComponentPopulation, limit: float, band: str = "G", extinction=None,
-                 solar="bv24", m_min: Optional[float] = None, safety: float = 1.1, logg_max: Optional[float] = None,
+                 solar="bv24", m_min: Optional[float] = None, safety: float = 1.02, logg_max: Optional[float] = None,
                  footprint: Optional[Callable] = None, age_bins: int = 16):
         if footprint is not None and not callable(footprint):
             raise ValueError(f"footprint: must be callable (l, b) -> [0, 1], got {type(footprint).__name__}")
@@ -761,23 +784,31 @@ class MagnitudeSelection:
         self.age_bins = nb = int(age_bins)
         g, imf = population.isochrones, population.imf
         b = _band_index(band)
-        zs = np.linspace(g.mh[0], g.mh[-1], 27)
-        mus = np.linspace(-15.0, 35.0, 251)
-        m = self._AGES_PER_BIN
-        u = (np.arange(nb)[:, None] + np.linspace(0.0, 1.0, m)[None, :]) / nb  # (K, m) quantiles, edges included
+        mus = self._MU0 + self._DMU * np.arange(self._N_MU)
+        mlim = self.limit - mus + (0.05 if BANDS[b] == "GRVS" else 0.0)  # as in populate
         benv = np.zeros((population.n_sub, nb, len(mus)))
         for s in range(population.n_sub):
-            ages = population.ages[s].ppf(u.ravel())
-            la = np.clip(IsochroneGrid.logage_of(ages), g.logage[0], g.logage[-1])
-            Z, A, M = np.meshgrid(zs, la, mus, indexing="ij")
+            with np.errstate(divide="ignore"):
+                la_edge = np.clip(IsochroneGrid.logage_of(population.ages[s].ppf(np.arange(nb + 1) / nb)),
+                                  g.logage[0], g.logage[-1])
+            la = np.unique(np.concatenate([la_edge, g.logage[(g.logage > la_edge[0]) & (g.logage < la_edge[-1])]]))
+            la = _subdivided(la, self._AGE_PARTS)
+            Z, A, M = np.meshgrid(_subdivided(g.mh, self._MH_PARTS), la, mlim, indexing="ij")
             lo, hi, num = K.detectable_fraction(np.ascontiguousarray(A.ravel()), np.ascontiguousarray(Z.ravel()),
-                                                 np.ascontiguousarray(self.limit - M.ravel()), b, self.m_min,
-                                                 g.kernel_grid(), *imf.arrays())
+                                                np.ascontiguousarray(M.ravel()), b, self.m_min,
+                                                g.kernel_grid(), *imf.arrays())
             if self.logg_max is not None:
                 lo, num = _giant_floor(g, imf, A.ravel(), Z.ravel(), lo, hi, self.logg_max)
             rb = population.present_mass_fraction(Z.ravel(), s)
-            d = (num / rb).reshape(len(zs), nb, m, len(mus)).max(axis=(0, 2))  # (K, n_mu)
-            benv[s] = np.maximum.accumulate(d[:, ::-1], axis=1)[:, ::-1] * self.safety  # non-increasing in mu
+            d = (num / rb).reshape(Z.shape).max(axis=0)  # (n_age, n_mu): the largest over the [M/H] nodes
+            for k in range(nb):
+                d_k = d[(la >= la_edge[k]) & (la <= la_edge[k + 1])].max(axis=0)
+                d_k = np.maximum.accumulate(d_k[::-1])[::-1]  # non-increasing in mu
+                # linear interpolation between the grid's points bounds a non-increasing function from above when
+                # each point holds the value of the point before it
+                benv[s, k, 1:] = d_k[:-1]
+                benv[s, k, 0] = d_k[0]
+            benv[s] *= self.safety
         #: E_k(mu) per sub-population, shape (n_sub, K, n_mu) [stars / Msun]
         self.bin_envelope = benv
         env = benv.mean(axis=1).max(axis=0)
