@@ -51,6 +51,12 @@ Giants: a recipe cut ``{type = "range", column = "logg", max = X}`` in magnitude
 to log g <= X (:func:`giant_limit`); the survey's sky footprint (:meth:`mocksky.select.SelectionFunction.footprint`,
 e.g. APOGEE's fields) multiplies the sampler's selection, so points go only where stars can be selected.
 
+[M/H] thinning: with heliocentric proposals and a BV23 chemistry, each position's proposal is also thinned, once its
+velocity is drawn and before its actions are computed, by how much fainter its [M/H] (known from Jphi and the
+chemistry's normals, which the chunk then hands to populate) makes its stars than the metal-poor envelope
+(:meth:`~mocksky.populate.MagnitudeSelection.velocity_factor`): for the discs ~1.6x fewer action evaluations and
+points per catalogue star.
+
 Point masses: the plan's mass estimate M_hat of the selected mass of a component divided by its number of points
 (times ``scale``; in magnitude mode divided by the selection S(x) of each point, see
 :meth:`~mocksky.populate.MagnitudeSelection.point_mass`). The statistical error of M_hat (from the plan's proposals) is
@@ -444,7 +450,8 @@ def _plan_component(ctx: dict, ci: int, jobs: dict):
     # an importance-weighted mock spends one action per positive-weight proposal: no density thinning there
     smp = ComponentSampler(model.potential, model.dfs[name], ctx["finder"], density=model.component(name).density,
                            region=ctx["region"], selection=sel, rng=rng, n_pilot=n_pilot, azimuth_copies=K,
-                           observer=ctx["solar"] if helio else None, density_thinning=not forced)
+                           observer=ctx["solar"] if helio else None, density_thinning=not forced,
+                           velocity_thinning=helio and sel is not None and sel.velocity_thinning)
     smp.prepare(rng=rng)
     smp.run(n_pilot, rng=rng)  # the adapted epoch: sets its envelope, refines M_hat
     m_sel, m_err = smp.mass_estimate()
@@ -536,27 +543,30 @@ def run_chunk(plan: RunPlan, index: int, directory: Union[str, os.PathLike]) -> 
     c0 = smp.counters()
     wplan = plan.weighted[ci] if plan.weighted else None
     if wplan is None:
-        pv, J = smp.sample(spec.n_points, np.random.default_rng(s_sample))
+        pv, J, noise = smp.sample(spec.n_points, np.random.default_rng(s_sample), return_noise=True)
         pm = np.full(len(pv), plan.particle_mass[ci])
     else:
         from .model.sampling.weighted import weighted_draw
 
         scheme, n_total = wplan
-        pv, J, wk, _ = weighted_draw(smp, scheme.positions_for(spec.n_points, smp.azimuth_copies), scheme,
-                                     np.random.default_rng(s_sample))
+        pv, J, wk, _, noise = weighted_draw(smp, scheme.positions_for(spec.n_points, smp.azimuth_copies), scheme,
+                                            np.random.default_rng(s_sample), return_noise=True)
         pm = scheme.norm * wk / n_total
     c1 = smp.counters()
     n = len(pv)
     parts = Particles(pv, pm, np.zeros(n, dtype=np.int32), J, (name,))
     sel = plan.selections[ci]
-    mass = (sel.point_mass(parts) if sel is not None else parts.mass) * plan.scale
+    # the chemistry's random numbers, when the sampler thinned the points by their [M/H] (velocity_thinning)
+    noise = noise if noise.shape[1] else None
+    mass = (sel.point_mass(parts, noise) if sel is not None else parts.mass) * plan.scale
     secs["sample"] = time.perf_counter() - t
 
     t = time.perf_counter()
     tab = populate(parts, plan.populations, mode=P.mode, m_min=P.m_min, band=P.band, limit=P.limit,
                    extinction=plan.extinction,
                    solar=plan.solar, rng=np.random.default_rng(s_pop), mass=mass,
-                   overflow="clip" if wplan is None else "weight", logg_max=plan.logg_max, selection=sel)
+                   overflow="clip" if wplan is None else "weight", logg_max=plan.logg_max, selection=sel,
+                   chem_noise=noise)
     tab["component"] = np.full(len(tab), ci, dtype=np.int16)
     pop_info = dict(tab.meta["populate"]["components"].get(name, {}))
     secs["populate"] = time.perf_counter() - t

@@ -722,17 +722,19 @@ def detectable_fraction(logage, mh_iso, mlim, band, m_min, G, edges, alpha, coef
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def age_bin_draw(mu, u_bin, mu0, dmu, table):
+def age_bin_draw(mu, u_bin, cell, mu0, dmu, table):
     """Age bin and count factor per point (:meth:`mocksky.populate.MagnitudeSelection.draw_ages`).
 
-    ``table`` (K, n_mu): the bins' envelopes E_k on the uniform grid mu0 + j dmu (E_k(mu) = E_k[0] below the grid,
-    0 above, linear in between). Bin k is drawn with probability E_k(mu) / sum_j E_j(mu) from ``u_bin``; the factor
-    is (sum_j E_j(mu) / K) / E_k(mu) (0 where every E_j(mu) is 0). Returns (k (int64), factor)."""
+    ``table`` (n_cells, K, n_mu): the bins' envelopes E_k per [M/H] cell on the uniform grid mu0 + j dmu (E_k(mu) =
+    E_k[0] below the grid, 0 above, linear in between); ``cell`` (N,): each point's [M/H] cell. Bin k is drawn with
+    probability E_k(mu) / sum_j E_j(mu) from ``u_bin``; the factor is (sum_j E_j(mu) / K) / E_k(mu) (0 where every
+    E_j(mu) is 0). Returns (k (int64), factor)."""
     n = mu.shape[0]
-    nb, nm = table.shape
+    nb, nm = table.shape[1], table.shape[2]
     kout = np.zeros(n, dtype=np.int64)
     fout = np.zeros(n)
     for i in prange(n):
+        tb = table[cell[i]]
         x = (mu[i] - mu0) / dmu
         if x != x or x >= nm - 1:
             kout[i] = nb - 1
@@ -745,7 +747,7 @@ def age_bin_draw(mu, u_bin, mu0, dmu, table):
             t = x - j
         tot = 0.0
         for k in range(nb):
-            tot += (1.0 - t) * table[k, j] + t * table[k, j + 1]
+            tot += (1.0 - t) * tb[k, j] + t * tb[k, j + 1]
         if not tot > 0.0:
             kout[i] = nb - 1
             continue
@@ -754,7 +756,7 @@ def age_bin_draw(mu, u_bin, mu0, dmu, table):
         kk = nb - 1
         ek = 0.0
         for k in range(nb):
-            e = (1.0 - t) * table[k, j] + t * table[k, j + 1]
+            e = (1.0 - t) * tb[k, j] + t * tb[k, j + 1]
             acc += e
             if acc > target and e > 0.0:
                 kk = k
@@ -762,7 +764,7 @@ def age_bin_draw(mu, u_bin, mu0, dmu, table):
                 break
         if ek == 0.0:  # rounding at the top end: the last bin with a positive envelope
             for k in range(nb - 1, -1, -1):
-                e = (1.0 - t) * table[k, j] + t * table[k, j + 1]
+                e = (1.0 - t) * tb[k, j] + t * tb[k, j + 1]
                 if e > 0.0:
                     kk = k
                     ek = e

@@ -142,6 +142,36 @@ class ChemistryBV23:
                     self.jz0, self.delta_z, self.two_populations, feh, afe, mh, flag)
         return {"feh": feh, "alpha_fe": afe, "mh": mh, "high_alpha": flag}
 
+    def mh_candidates(self, jphi, n1, n2) -> np.ndarray:
+        """[M/H] that :meth:`draw` gives with normals n1, n2 at angular momentum Jphi, for each Gaussian it can use.
+
+        A star's [M/H] depends on its actions only through Jphi = R v_phi (and, for the thick disc, through Jz in the
+        choice between its two Gaussians, eq. 21), so it is known before the actions are computed; samplers use it to
+        thin points by a [M/H]-dependent selection (:meth:`mocksky.populate.MagnitudeSelection.velocity_factor`).
+
+        Parameters
+        ----------
+        jphi, n1, n2 : array_like, shape (N,)
+            [kpc km/s]; the standard normals :meth:`draw` would be given.
+
+        Returns
+        -------
+        numpy.ndarray, shape (N, 1) or (N, 2)
+            [M/H] [dex] from the component's own Gaussian, and (two-population components) from ``normal_alpha``.
+        """
+        jphi = np.ascontiguousarray(jphi, dtype=np.float64)
+        n = len(jphi)
+        n1 = np.ascontiguousarray(n1, dtype=np.float64)
+        n2 = np.ascontiguousarray(n2, dtype=np.float64)
+        out = np.empty((n, 2 if self.two_populations else 1))
+        feh, afe, mh = np.empty(n), np.empty(n), np.empty(n)
+        flag = np.empty(n, dtype=np.bool_)
+        zero, u = np.zeros(n), np.zeros(n)
+        for j, p in enumerate((self._pa, self._pb)[:out.shape[1]]):
+            K.chem_bv23(zero, jphi, n1, n2, u, p, p, self.jz0, self.delta_z, False, feh, afe, mh, flag)
+            out[:, j] = mh
+        return out
+
     def sample(self, actions, rng=None) -> Dict[str, np.ndarray]:
         """Draw ``feh``, ``alpha_fe``, ``mh`` [dex] and ``high_alpha`` (bool) for stars with these actions.
 

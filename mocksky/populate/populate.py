@@ -220,6 +220,21 @@ class ComponentPopulation:
             c["sub"] = np.zeros(len(c["feh"]), dtype=np.int64)
         return c
 
+    def mh_candidates(self, jphi, n1, n2) -> Optional[np.ndarray]:
+        """[M/H] each sub-population would get from :meth:`draw_chemistry` with normals n1, n2 at angular momentum
+        Jphi, shape (N, n_sub) (NaN for a sub-population the chemistry cannot choose), or None when the chemistry
+        needs other actions than Jphi (BV24: Jr and Jz) for [M/H]."""
+        cand = getattr(self.chemistry, "mh_candidates", None)
+        if cand is None:
+            return None
+        c = cand(jphi, n1, n2)
+        out = np.full((len(c), self.n_sub), np.nan)
+        if self.n_sub > 1 and getattr(self.chemistry, "two_populations", False):
+            out[:, :2] = c[:, :2]  # sub 0: high alpha, sub 1: normal alpha (as draw_chemistry)
+        else:
+            out[:, 0] = c[:, 0]
+        return out
+
     def draw_ages(self, u, sub) -> np.ndarray:
         """Ages [Gyr] from uniforms u for the given sub-populations."""
         u = np.asarray(u, dtype=np.float64)
@@ -442,10 +457,13 @@ def _giant_floor(g: IsochroneGrid, imf, logage, mh, lo, hi, logg_max):
 
 
 def _plan_component(cp: ComponentPopulation, posvel, actions, mass, rng, mode, m_min, band, limit, extinction,
-                    solar, logg_max=None, selection=None) -> _Plan:
+                    solar, logg_max=None, selection=None, chem_noise=None) -> _Plan:
     n = len(mass)
     normals = rng.standard_normal((2, n))
     uni = rng.random((4 if selection is None else 5, n))
+    if chem_noise is not None:
+        normals = np.ascontiguousarray(chem_noise[:, :2].T)
+        uni[0] = chem_noise[:, 2]
     chem = cp.draw_chemistry(actions, normals[0], normals[1], uni[0])
     g = cp.isochrones
     mh_iso = np.clip(chem["mh"], g.mh[0], g.mh[-1])
@@ -462,7 +480,7 @@ def _plan_component(cp: ComponentPopulation, posvel, actions, mass, rng, mode, m
         age = cp.draw_ages(uni[1], chem["sub"])
         factor = 1.0
     else:
-        age, factor = selection.draw_ages(dm_a, chem["sub"], uni[4], uni[1])
+        age, factor = selection.draw_ages(dm_a, chem["sub"], uni[4], uni[1], mh=mh_iso)
         mass = mass * factor
     mlim = np.ascontiguousarray(limit - dm_a)
     b = _band_index(band)
@@ -534,7 +552,7 @@ def populate(points, populations: StellarPopulations, *, mode: str = "volume", m
              band: str = "G", limit: Optional[float] = None, extinction: Union[None, float, Callable] = None,
              solar=None, rng=None, mass=None, overflow: str = "error", keep_faint: bool = False,
              remnants: bool = True, logg_max: Optional[float] = None,
-             selection: Optional["MagnitudeSelection"] = None) -> StarTable:
+             selection: Optional["MagnitudeSelection"] = None, chem_noise=None) -> StarTable:
     """Generate stars at sampled phase-space points (see the module docstring).
 
     Parameters
@@ -585,6 +603,10 @@ def populate(points, populations: StellarPopulations, *, mode: str = "volume", m
         reweighted by (mean envelope / chosen bin's envelope), which keeps every expectation <= 1 and the
         counts and age distributions those of the plain draw (see :meth:`MagnitudeSelection.draw_ages`). Its
         limit, band, m_min and logg_max must be this call's.
+    chem_noise : array_like, shape (N, 3), optional
+        The random numbers (n1, n2, u) of each point's chemistry draw, when the sampler has already drawn them to
+        thin the points by :meth:`MagnitudeSelection.velocity_factor` (the points' masses then include that
+        factor, :meth:`MagnitudeSelection.point_mass`); by default they are drawn here.
 
     Returns
     -------
@@ -606,6 +628,11 @@ def populate(points, populations: StellarPopulations, *, mode: str = "volume", m
         raise ValueError(f"overflow: unknown {overflow!r}; allowed: ['error', 'clip', 'weight']")
     rng = np.random.default_rng(rng)
     P = _as_points(points, mass)
+    if chem_noise is not None:
+        noise = np.asarray(chem_noise, dtype=np.float64)
+        if noise.shape != (len(P.mass), 3) or not np.all(np.isfinite(noise)):
+            raise ValueError(f"chem_noise: need finite (n1, n2, u) per point, shape ({len(P.mass)}, 3), got "
+                             f"{noise.shape}")
     solar = solar if solar is not None else populations.solar
     parts: List[dict] = []
     info: Dict[str, dict] = {}
@@ -621,7 +648,7 @@ def populate(points, populations: StellarPopulations, *, mode: str = "volume", m
         if selection is not None:
             _check_selection(selection, cp, mode, band, limit, m_min, logg_max)
         plan = _plan_component(cp, P.posvel[idx], P.actions[idx], P.mass[idx], rng, mode, m_min, band, limit,
-                               extinction, solar, logg_max, selection)
+                               extinction, solar, logg_max, selection, None if chem_noise is None else noise[idx])
         lam = plan.lam
         pmax = float(lam.max()) if len(lam) else 0.0
         lost = float(np.sum(np.maximum(lam - 1.0, 0.0))) if overflow != "weight" else 0.0
@@ -718,6 +745,14 @@ class MagnitudeSelection:
     the plain envelope (the largest over all ages); with 16 the young disc's magnitude-limited sample needs ~3x fewer
     points (the brightest, youngest ages set the one-bin envelope, but hold a small share of the mass).
 
+    [M/H] cells. E_k is also tabulated per [M/H] cell j (the isochrone grid's intervals split in 4), E_kj, and
+    :func:`populate` draws the age bin from the envelopes of the point's own cell (factor D_j / E_kj with
+    D_j = (1/K) sum_k E_kj <= D). D(mu) is set by the metal-poor end of the grid (for the discs ~1.7x above the
+    envelope at their own [M/H]); with a BV23 chemistry a star's [M/H] follows from Jphi and two normals, so a
+    sampler can thin each point once its velocity is drawn, before its actions, by a = D_j(mu) / D(mu)
+    (:meth:`velocity_factor`, ``ComponentSampler(velocity_thinning=True)``); :meth:`point_mass` and
+    :func:`populate` (``chem_noise``) then use the same normals, and every expectation stays <= 1.
+
     Parameters
     ----------
     population : ComponentPopulation
@@ -786,31 +821,43 @@ class MagnitudeSelection:
         b = _band_index(band)
         mus = self._MU0 + self._DMU * np.arange(self._N_MU)
         mlim = self.limit - mus + (0.05 if BANDS[b] == "GRVS" else 0.0)  # as in populate
-        benv = np.zeros((population.n_sub, nb, len(mus)))
+        # [M/H] cells: the intervals between the grid's nodes split in _MH_PARTS; a cell's envelope is the largest
+        # value at its ends and its midpoint
+        edges = _subdivided(g.mh, self._MH_PARTS)
+        z_eval = _subdivided(g.mh, 2 * self._MH_PARTS)
+        n_cells = len(edges) - 1
+        cenv = np.zeros((population.n_sub, n_cells, nb, len(mus)))
         for s in range(population.n_sub):
             with np.errstate(divide="ignore"):
                 la_edge = np.clip(IsochroneGrid.logage_of(population.ages[s].ppf(np.arange(nb + 1) / nb)),
                                   g.logage[0], g.logage[-1])
             la = np.unique(np.concatenate([la_edge, g.logage[(g.logage > la_edge[0]) & (g.logage < la_edge[-1])]]))
             la = _subdivided(la, self._AGE_PARTS)
-            Z, A, M = np.meshgrid(_subdivided(g.mh, self._MH_PARTS), la, mlim, indexing="ij")
+            Z, A, M = np.meshgrid(z_eval, la, mlim, indexing="ij")
             lo, hi, num = K.detectable_fraction(np.ascontiguousarray(A.ravel()), np.ascontiguousarray(Z.ravel()),
                                                 np.ascontiguousarray(M.ravel()), b, self.m_min,
                                                 g.kernel_grid(), *imf.arrays())
             if self.logg_max is not None:
                 lo, num = _giant_floor(g, imf, A.ravel(), Z.ravel(), lo, hi, self.logg_max)
             rb = population.present_mass_fraction(Z.ravel(), s)
-            d = (num / rb).reshape(Z.shape).max(axis=0)  # (n_age, n_mu): the largest over the [M/H] nodes
+            d = (num / rb).reshape(Z.shape)  # (n_z, n_age, n_mu)
+            d = np.maximum(np.maximum(d[0:-1:2], d[1::2]), d[2::2])  # (n_cells, n_age, n_mu)
             for k in range(nb):
-                d_k = d[(la >= la_edge[k]) & (la <= la_edge[k + 1])].max(axis=0)
-                d_k = np.maximum.accumulate(d_k[::-1])[::-1]  # non-increasing in mu
+                d_k = d[:, (la >= la_edge[k]) & (la <= la_edge[k + 1])].max(axis=1)
+                d_k = np.maximum.accumulate(d_k[:, ::-1], axis=1)[:, ::-1]  # non-increasing in mu
                 # linear interpolation between the grid's points bounds a non-increasing function from above when
                 # each point holds the value of the point before it
-                benv[s, k, 1:] = d_k[:-1]
-                benv[s, k, 0] = d_k[0]
-            benv[s] *= self.safety
-        #: E_k(mu) per sub-population, shape (n_sub, K, n_mu) [stars / Msun]
-        self.bin_envelope = benv
+                cenv[s, :, k, 1:] = d_k[:, :-1]
+                cenv[s, :, k, 0] = d_k[:, 0]
+            cenv[s] *= self.safety
+        #: E_k(mu) per sub-population and [M/H] cell, shape (n_sub, n_cells, K, n_mu) [stars / Msun]
+        self.cell_envelope = cenv
+        #: edges of the [M/H] cells [dex], shape (n_cells + 1,)
+        self.mh_edges = edges
+        #: E_k(mu) per sub-population (the largest over [M/H]), shape (n_sub, K, n_mu) [stars / Msun]
+        self.bin_envelope = benv = cenv.max(axis=1)
+        #: D_j(mu) = (1/K) sum_k E_k(mu) per sub-population and [M/H] cell, shape (n_sub, n_cells, n_mu)
+        self.cell_density = cenv.mean(axis=2)
         env = benv.mean(axis=1).max(axis=0)
         self.mu_grid, self.envelope = mus, env
         if self.logg_max is None:
@@ -821,7 +868,7 @@ class MagnitudeSelection:
                 raise ValueError(f"MagnitudeSelection: no star of component {population.name!r} has log g <= "
                                  f"{self.logg_max} at any distance")
 
-    def draw_ages(self, mu, sub, u_bin, u_age):
+    def draw_ages(self, mu, sub, u_bin, u_age, mh=None):
         """Ages from the age bins, and the factors on the points' expected counts (see the class docstring).
 
         Parameters
@@ -832,6 +879,9 @@ class MagnitudeSelection:
             Sub-population of each point.
         u_bin, u_age : array_like, shape (N,)
             Uniforms in [0, 1) choosing the bin and the age inside it.
+        mh : array_like, shape (N,), optional
+            [M/H] of each point [dex]: the bins' envelopes of its [M/H] cell are used (E_kj, see the class
+            docstring), otherwise those over all [M/H].
 
         Returns
         -------
@@ -842,6 +892,7 @@ class MagnitudeSelection:
         """
         mu = np.asarray(mu, dtype=np.float64)
         sub = np.broadcast_to(np.asarray(sub, dtype=np.int64), mu.shape)
+        cell = np.zeros(mu.shape, dtype=np.int64) if mh is None else self.mh_cell(mh)
         nb = self.age_bins
         age = np.empty(mu.shape)
         factor = np.zeros(mu.shape)
@@ -849,13 +900,98 @@ class MagnitudeSelection:
             idx = np.flatnonzero(sub == s)
             if not len(idx):
                 continue
+            table = self.bin_envelope[s][None] if mh is None else self.cell_envelope[s]
             k, factor[idx] = K.age_bin_draw(np.ascontiguousarray(mu[idx]),
                                             np.ascontiguousarray(np.asarray(u_bin, dtype=np.float64)[idx]),
+                                            np.ascontiguousarray(cell[idx]),
                                             float(self.mu_grid[0]), float(self.mu_grid[1] - self.mu_grid[0]),
-                                            np.ascontiguousarray(self.bin_envelope[s]))
+                                            np.ascontiguousarray(table))
             uu = np.clip((k + np.asarray(u_age)[idx]) / nb, 0.0, 1.0)
             age[idx] = self.pop.ages[s].ppf(uu)
         return age, factor
+
+    def mh_cell(self, mh) -> np.ndarray:
+        """Index of the [M/H] cell (:attr:`mh_edges`) of each [M/H] value, clamped to the isochrone grid."""
+        mh = np.clip(np.asarray(mh, dtype=np.float64), self.mh_edges[0], self.mh_edges[-1])
+        return np.clip(np.searchsorted(self.mh_edges, mh, side="right") - 1, 0, len(self.mh_edges) - 2)
+
+    @property
+    def velocity_thinning(self) -> bool:
+        """Whether :meth:`velocity_factor` applies: the population's [M/H] depends on the actions only through Jphi
+        (BV23 chemistry; not BV24, whose [M/H] also depends on Jr and Jz)."""
+        return getattr(self.pop.chemistry, "mh_candidates", None) is not None
+
+    def velocity_factor(self, posvel, chem_noise, mu=None) -> np.ndarray:
+        """Second selection factor a = D_j(mu) / D(mu) in [0, 1] of phase-space points whose chemistry random
+        numbers are known.
+
+        A star's [M/H] follows from its Jphi = x v_y - y v_x and the normals (n1, n2) its chemistry draw will use
+        (:meth:`ComponentPopulation.mh_candidates`), so once a point has a velocity, and before its actions are
+        computed, it can be thinned by how much fainter its [M/H] makes its stars: D_j(mu) is the mean over the age
+        bins of their envelopes in the point's [M/H] cell j (the largest over the sub-populations it can belong to),
+        D(mu) the envelope over all [M/H] that S(x) uses. A sampler keeping points with probability a samples
+        f S a; :meth:`point_mass` given the same numbers divides by S a, and :func:`populate` (``chem_noise``) draws
+        the chemistry from them and the age from the bins of the cell: every expectation stays <= 1. For a
+        disc's magnitude-limited sample ~1.6x fewer points (and action evaluations) per star, because D(mu) is set
+        by the metal-poor end of the isochrone grid.
+
+        Parameters
+        ----------
+        posvel : array_like, shape (N, 6)
+            [kpc, km/s].
+        chem_noise : array_like, shape (N, 3)
+            (n1, n2, u) per point: the standard normals and the uniform of the chemistry draw.
+        mu : array_like, shape (N,), optional
+            The points' distance modulus + extinction [mag] if known (:meth:`evaluate`); computed otherwise.
+
+        Returns
+        -------
+        numpy.ndarray, shape (N,)
+
+        Raises
+        ------
+        ValueError
+            The chemistry does not allow it (:attr:`velocity_thinning` is False) or bad shapes.
+        """
+        if not self.velocity_thinning:
+            raise ValueError(f"velocity_factor: the chemistry of {self.pop.name!r} needs Jr and Jz for [M/H] "
+                             "(velocity_thinning is False)")
+        pv = np.atleast_2d(np.asarray(posvel, dtype=np.float64))
+        noise = np.atleast_2d(np.asarray(chem_noise, dtype=np.float64))
+        if pv.ndim != 2 or pv.shape[1] != 6 or noise.shape != (len(pv), 3):
+            raise ValueError(f"velocity_factor: need posvel (N, 6) and chem_noise (N, 3), got {pv.shape} and "
+                             f"{noise.shape}")
+        mu = self._mu(pv) if mu is None else np.asarray(mu, dtype=np.float64)
+        D = self.density(mu)
+        cand = self.pop.mh_candidates(pv[:, 0] * pv[:, 4] - pv[:, 1] * pv[:, 3], noise[:, 0], noise[:, 1])
+        x = (mu - self.mu_grid[0]) / (self.mu_grid[1] - self.mu_grid[0])
+        nm = len(self.mu_grid)
+        i0 = np.clip(np.floor(np.nan_to_num(x, nan=nm)), 0, nm - 2).astype(np.int64)
+        t = np.clip(x - i0, 0.0, 1.0)
+        Dj = np.zeros(len(pv))
+        for s in range(self.pop.n_sub):
+            c = cand[:, s]
+            ok = np.isfinite(c)
+            if not ok.any():
+                continue
+            j, i = self.mh_cell(c[ok]), i0[ok]
+            tab = self.cell_density[s]
+            v = (1 - t[ok]) * tab[j, i] + t[ok] * tab[j, i + 1]
+            Dj[ok] = np.maximum(Dj[ok], np.where(x[ok] >= nm - 1, 0.0, v))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(D > 0, np.clip(Dj / np.where(D > 0, D, 1.0), 0.0, 1.0), 0.0)
+
+    def draw_velocity_factor(self, posvel, rng, mu=None):
+        """Chemistry random numbers (n1, n2, u) for each point, and its :meth:`velocity_factor` (``mu`` as there).
+
+        Returns
+        -------
+        a : numpy.ndarray, shape (N,)
+        chem_noise : numpy.ndarray, shape (N, 3)
+        """
+        n = len(posvel)
+        noise = np.column_stack([rng.standard_normal(n), rng.standard_normal(n), rng.random(n)])
+        return self.velocity_factor(posvel, noise, mu), noise
 
     def density(self, mu) -> np.ndarray:
         """Envelope D(mu) [stars per Msun of present-day mass]."""
@@ -863,17 +999,28 @@ class MagnitudeSelection:
 
     def __call__(self, posvel) -> np.ndarray:
         """S(x) in [0, 1] for phase-space points (N, 6)."""
+        return self.evaluate(posvel)[0]
+
+    def _mu(self, pv, sky=None):
+        sky = _sky(pv, self.solar) if sky is None else sky
+        return _distance_modulus(sky["distance"]) + _extinction_values(self.extinction, sky, len(pv))
+
+    def evaluate(self, posvel):
+        """S(x) in [0, 1] and mu = DM + A [mag] of phase-space points (N, 6): two arrays of shape (N,)."""
         pv = np.atleast_2d(np.asarray(posvel, dtype=np.float64))
         sky = _sky(pv, self.solar)
-        mu = _distance_modulus(sky["distance"]) + _extinction_values(self.extinction, sky, len(pv))
+        mu = self._mu(pv, sky)
         s = np.clip(self.density(mu) / self.d_max, 0.0, 1.0)
         if self.footprint is not None:
             s = s * np.clip(np.asarray(self.footprint(sky["l"], sky["b"]), dtype=np.float64), 0.0, 1.0)
-        return s
+        return s, mu
 
-    def point_mass(self, particles) -> np.ndarray:
-        """Present-day mass each particle of a selection-weighted sample stands for: M_p / S(x) [Msun]."""
+    def point_mass(self, particles, chem_noise=None) -> np.ndarray:
+        """Present-day mass each particle of a selection-weighted sample stands for: M_p / S(x) [Msun], or
+        M_p / (S(x) a) for points also thinned by :meth:`velocity_factor` a with these ``chem_noise`` (N, 3)."""
         s = self(particles.posvel)
+        if chem_noise is not None:
+            s = s * self.velocity_factor(particles.posvel, chem_noise)
         with np.errstate(divide="ignore"):
             return np.where(s > 0, particles.mass / s, 0.0)
 

@@ -105,7 +105,7 @@ def weighted_scheme(sampler: ComponentSampler, rng, keep_fraction: float = 0.2, 
     s = sampler
     ep = s._epochs[-1]
     tried0 = ep.n_x_tried
-    _, _, w, _ = s._propose(int(batch), rng)
+    _, _, w, _, _ = s._propose(int(batch), rng)
     tried = ep.n_x_tried - tried0
     pos = w[w > 0]
     if len(pos) == 0:
@@ -117,7 +117,7 @@ def weighted_scheme(sampler: ComponentSampler, rng, keep_fraction: float = 0.2, 
     return WeightedScheme(float(c), rate, norm)
 
 
-def weighted_draw(sampler: ComponentSampler, n_positions: int, scheme: WeightedScheme, rng):
+def weighted_draw(sampler: ComponentSampler, n_positions: int, scheme: WeightedScheme, rng, return_noise=False):
     """Draw ``n_positions`` positions from a prepared sampler and keep points by rejection control.
 
     Parameters
@@ -128,6 +128,9 @@ def weighted_draw(sampler: ComponentSampler, n_positions: int, scheme: WeightedS
         Positions drawn (a multiple of the sampler's ``azimuth_copies`` draws exactly this many).
     scheme : WeightedScheme
     rng : numpy.random.Generator
+    return_noise : bool
+        Also return the kept points' random numbers of the sampler's second selection factor (its
+        ``velocity_thinning``; shape (n, 0) without), after ``n_drawn``.
 
     Returns
     -------
@@ -143,20 +146,23 @@ def weighted_draw(sampler: ComponentSampler, n_positions: int, scheme: WeightedS
     K = max(int(getattr(sampler, "azimuth_copies", 1)), 1)
     step = max(sampler.batch_max // K, 1) * K
     c = scheme.threshold
-    out_pv, out_J, out_w = [], [], []
+    out_pv, out_J, out_w, out_X = [], [], [], []
     t0 = ep.n_x_tried
     left = int(n_positions)
     while left > 0:
         before = ep.n_x_tried
-        pv, J, w, _ = sampler._propose(min(left, step), rng)
+        pv, J, w, _, X = sampler._propose(min(left, step), rng)
         left -= ep.n_x_tried - before
         k = (w > 0) & (rng.random(len(w)) * c < w)
         out_pv.append(pv[k])
         out_J.append(J[k])
         out_w.append(np.maximum(w[k], c))
+        out_X.append(X[k])
     if not out_pv:
-        return np.empty((0, 6)), np.empty((0, 3)), np.empty(0), 0
-    return np.concatenate(out_pv), np.concatenate(out_J), np.concatenate(out_w), int(ep.n_x_tried - t0)
+        res = (np.empty((0, 6)), np.empty((0, 3)), np.empty(0), 0)
+        return res + ((np.empty((0, sampler._n_noise)),) if return_noise else ())
+    res = (np.concatenate(out_pv), np.concatenate(out_J), np.concatenate(out_w), int(ep.n_x_tried - t0))
+    return res + ((np.concatenate(out_X),) if return_noise else ())
 
 
 def sample_weighted(potential, df, action_finder, n: int, *, density=None, region=None, selection=None, rng=None,
