@@ -833,14 +833,14 @@ class MagnitudeSelection:
                                   g.logage[0], g.logage[-1])
             la = np.unique(np.concatenate([la_edge, g.logage[(g.logage > la_edge[0]) & (g.logage < la_edge[-1])]]))
             la = _subdivided(la, self._AGE_PARTS)
-            Z, A, M = np.meshgrid(z_eval, la, mlim, indexing="ij")
-            lo, hi, num = K.detectable_fraction(np.ascontiguousarray(A.ravel()), np.ascontiguousarray(Z.ravel()),
-                                                np.ascontiguousarray(M.ravel()), b, self.m_min,
-                                                g.kernel_grid(), *imf.arrays())
-            if self.logg_max is not None:
-                lo, num = _giant_floor(g, imf, A.ravel(), Z.ravel(), lo, hi, self.logg_max)
-            rb = population.present_mass_fraction(Z.ravel(), s)
-            d = (num / rb).reshape(Z.shape)  # (n_z, n_age, n_mu)
+            A, M = (np.ascontiguousarray(x.ravel()) for x in np.meshgrid(la, mlim, indexing="ij"))
+            d = np.empty((len(z_eval), len(la), len(mlim)))  # (n_z, n_age, n_mu), one [M/H] at a time (memory)
+            for iz, z in enumerate(z_eval):
+                Z = np.full(A.shape, z)
+                lo, hi, num = K.detectable_fraction(A, Z, M, b, self.m_min, g.kernel_grid(), *imf.arrays())
+                if self.logg_max is not None:
+                    lo, num = _giant_floor(g, imf, A, Z, lo, hi, self.logg_max)
+                d[iz] = (num / population.present_mass_fraction(Z[:1], s)[0]).reshape(len(la), len(mlim))
             d = np.maximum(np.maximum(d[0:-1:2], d[1::2]), d[2::2])  # (n_cells, n_age, n_mu)
             for k in range(nb):
                 d_k = d[:, (la >= la_edge[k]) & (la <= la_edge[k + 1])].max(axis=1)
