@@ -568,6 +568,7 @@ def run_chunk(plan: RunPlan, index: int, directory: Union[str, os.PathLike]) -> 
                    overflow="clip" if wplan is None else "weight", logg_max=plan.logg_max, selection=sel,
                    chem_noise=noise)
     tab["component"] = np.full(len(tab), ci, dtype=np.int16)
+    del pv, J, pm, noise, parts, mass  # the table holds what is needed (chunk peak memory)
     pop_info = dict(tab.meta["populate"]["components"].get(name, {}))
     secs["populate"] = time.perf_counter() - t
 

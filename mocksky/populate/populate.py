@@ -694,6 +694,7 @@ def populate(points, populations: StellarPopulations, *, mode: str = "volume", m
         part["phase"] = phase[sel]
         part["is_remnant"] = is_rem[sel]
         parts.append(part)
+        del out, cols, m_init
         n_clamped = int(np.count_nonzero(plan.mh_iso != plan.chem["mh"]))
         if n_clamped:
             log.info("populate: %s: [M/H] of %d of %d points outside the isochrones' [%.2f, %.2f] (clamped)", name,
@@ -709,9 +710,14 @@ def populate(points, populations: StellarPopulations, *, mode: str = "volume", m
                 "is_remnant", "abs_g", "abs_bp", "abs_rp", "abs_grvs", "abs_j", "abs_h", "abs_ks"]
     table = StarTable()
     for c in cols_all:
-        arrs = [p[c] for p in parts]
-        table[c] = np.concatenate(arrs) if arrs else np.zeros(0, dtype=np.int16 if c in ("component", "phase")
-                                                             else (bool if c == "is_remnant" else np.float64))
+        # taken out of the parts column by column (a single part's arrays are used as they are): the chunk's
+        # peak memory holds one copy of the table, not two
+        arrs = [p.pop(c) for p in parts]
+        if len(arrs) == 1:
+            table[c] = arrs[0]
+        else:
+            table[c] = np.concatenate(arrs) if arrs else np.zeros(0, dtype=np.int16 if c in ("component", "phase")
+                                                                 else (bool if c == "is_remnant" else np.float64))
     table.meta["populate"] = {"mode": mode, "m_min": m_min, "band": band if mode == "magnitude" else None,
                               "limit": limit, "logg_max": logg_max, "overflow": overflow, "solar": solar if isinstance(solar, str) else getattr(solar, "name", ""),
                               "component_names": list(P.names), "components": info,

@@ -950,13 +950,14 @@ class ComponentSampler:
         pv = np.concatenate([st[1] for st in self._store]) if self._store else np.empty((0, 6))
         J = np.concatenate([st[2] for st in self._store]) if self._store else np.empty((0, 3))
         X = np.concatenate([st[3] for st in self._store]) if self._store else np.empty((0, self._n_noise))
-        # the stored points are independent draws: return the first n, keep the rest
+        # the stored points are independent draws: return the first n, keep (copies of) the rest, so that the store
+        # does not hold the whole concatenation alive next to the returned points
         ie = len(self._epochs) - 1
-        self._store = [(ie, pv[n:], J[n:], X[n:])]
+        self._store = [(ie, pv[n:].copy(), J[n:].copy(), X[n:].copy())]
         self.time_sampling += time.perf_counter() - t0
         if return_noise:
-            return pv[:n].copy(), J[:n].copy(), X[:n].copy()
-        return pv[:n].copy(), J[:n].copy()
+            return pv[:n], J[:n], X[:n]
+        return pv[:n], J[:n]
 
     # ------------------------------------------------------------------ estimates
     def mass_estimate(self):
