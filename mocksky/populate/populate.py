@@ -474,8 +474,11 @@ def _plan_component(cp: ComponentPopulation, posvel, actions, mass, rng, mode, m
         age = cp.draw_ages(uni[1], chem["sub"])
         lam = mass * float(imf.number(m_lo_c, imf.m_upper)) / rbar
         return _Plan(chem, mh_iso, age, lam, np.full(n, m_lo_c), np.full(n, imf.m_upper), uni[2], uni[3])
-    sky = _sky(posvel, solar)
-    dm_a = _distance_modulus(sky["distance"]) + _extinction_values(extinction, sky, n)
+    if chem_noise is not None and chem_noise.shape[1] == 4:
+        dm_a = np.ascontiguousarray(chem_noise[:, 3])  # the selection's mu of these points (see populate)
+    else:
+        sky = _sky(posvel, solar)
+        dm_a = _distance_modulus(sky["distance"]) + _extinction_values(extinction, sky, n)
     if selection is None:
         age = cp.draw_ages(uni[1], chem["sub"])
         factor = 1.0
@@ -603,10 +606,13 @@ def populate(points, populations: StellarPopulations, *, mode: str = "volume", m
         reweighted by (mean envelope / chosen bin's envelope), which keeps every expectation <= 1 and the
         counts and age distributions those of the plain draw (see :meth:`MagnitudeSelection.draw_ages`). Its
         limit, band, m_min and logg_max must be this call's.
-    chem_noise : array_like, shape (N, 3), optional
+    chem_noise : array_like, shape (N, 3) or (N, 4), optional
         The random numbers (n1, n2, u) of each point's chemistry draw, when the sampler has already drawn them to
         thin the points by :meth:`MagnitudeSelection.velocity_factor` (the points' masses then include that
-        factor, :meth:`MagnitudeSelection.point_mass`); by default they are drawn here.
+        factor, :meth:`MagnitudeSelection.point_mass`); by default they are drawn here. A fourth column is the
+        point's distance modulus + extinction mu [mag] as ``selection`` computed it
+        (:meth:`MagnitudeSelection.draw_velocity_factor`); it is used instead of recomputing mu when this call's
+        ``extinction`` and ``solar`` are the selection's.
 
     Returns
     -------
@@ -630,10 +636,15 @@ def populate(points, populations: StellarPopulations, *, mode: str = "volume", m
     P = _as_points(points, mass)
     if chem_noise is not None:
         noise = np.asarray(chem_noise, dtype=np.float64)
-        if noise.shape != (len(P.mass), 3) or not np.all(np.isfinite(noise)):
-            raise ValueError(f"chem_noise: need finite (n1, n2, u) per point, shape ({len(P.mass)}, 3), got "
-                             f"{noise.shape}")
+        if noise.ndim != 2 or len(noise) != len(P.mass) or noise.shape[1] not in (3, 4) \
+                or not np.all(np.isfinite(noise[:, :3])):
+            raise ValueError(f"chem_noise: need finite (n1, n2, u[, mu]) per point, shape ({len(P.mass)}, 3) or "
+                             f"({len(P.mass)}, 4), got {noise.shape}")
     solar = solar if solar is not None else populations.solar
+    if chem_noise is not None and noise.shape[1] == 4 and not (
+            selection is not None and extinction is selection.extinction
+            and (solar is selection.solar or solar == selection.solar)):
+        noise = noise[:, :3]  # mu of another extinction or observer: recomputed
     parts: List[dict] = []
     info: Dict[str, dict] = {}
     for ci, name in enumerate(P.names):
@@ -945,10 +956,12 @@ class MagnitudeSelection:
         ----------
         posvel : array_like, shape (N, 6)
             [kpc, km/s].
-        chem_noise : array_like, shape (N, 3)
-            (n1, n2, u) per point: the standard normals and the uniform of the chemistry draw.
+        chem_noise : array_like, shape (N, 3) or (N, 4)
+            (n1, n2, u) per point: the standard normals and the uniform of the chemistry draw; a fourth column is
+            mu (as :meth:`draw_velocity_factor` returns them).
         mu : array_like, shape (N,), optional
-            The points' distance modulus + extinction [mag] if known (:meth:`evaluate`); computed otherwise.
+            The points' distance modulus + extinction [mag] if known (:meth:`evaluate`); otherwise the fourth
+            column of ``chem_noise``, or computed.
 
         Returns
         -------
@@ -964,10 +977,13 @@ class MagnitudeSelection:
                              "(velocity_thinning is False)")
         pv = np.atleast_2d(np.asarray(posvel, dtype=np.float64))
         noise = np.atleast_2d(np.asarray(chem_noise, dtype=np.float64))
-        if pv.ndim != 2 or pv.shape[1] != 6 or noise.shape != (len(pv), 3):
-            raise ValueError(f"velocity_factor: need posvel (N, 6) and chem_noise (N, 3), got {pv.shape} and "
-                             f"{noise.shape}")
-        mu = self._mu(pv) if mu is None else np.asarray(mu, dtype=np.float64)
+        if pv.ndim != 2 or pv.shape[1] != 6 or noise.ndim != 2 or len(noise) != len(pv) \
+                or noise.shape[1] not in (3, 4):
+            raise ValueError(f"velocity_factor: need posvel (N, 6) and chem_noise (N, 3) or (N, 4), got {pv.shape} "
+                             f"and {noise.shape}")
+        if mu is None:
+            mu = noise[:, 3] if noise.shape[1] == 4 else self._mu(pv)
+        mu = np.asarray(mu, dtype=np.float64)
         D = self.density(mu)
         cand = self.pop.mh_candidates(pv[:, 0] * pv[:, 4] - pv[:, 1] * pv[:, 3], noise[:, 0], noise[:, 1])
         x = (mu - self.mu_grid[0]) / (self.mu_grid[1] - self.mu_grid[0])
@@ -987,17 +1003,24 @@ class MagnitudeSelection:
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(D > 0, np.clip(Dj / np.where(D > 0, D, 1.0), 0.0, 1.0), 0.0)
 
+    #: columns of the per-point numbers :meth:`draw_velocity_factor` returns (a sampler stores them with each point)
+    noise_columns = 4
+
     def draw_velocity_factor(self, posvel, rng, mu=None):
         """Chemistry random numbers (n1, n2, u) for each point, and its :meth:`velocity_factor` (``mu`` as there).
 
         Returns
         -------
         a : numpy.ndarray, shape (N,)
-        chem_noise : numpy.ndarray, shape (N, 3)
+        chem_noise : numpy.ndarray, shape (N, 4)
+            (n1, n2, u, mu): the chemistry's numbers and the points' distance modulus + extinction [mag], so that
+            :meth:`point_mass` and :func:`populate` need not recompute mu (its extinction lookup).
         """
-        n = len(posvel)
-        noise = np.column_stack([rng.standard_normal(n), rng.standard_normal(n), rng.random(n)])
-        return self.velocity_factor(posvel, noise, mu), noise
+        pv = np.atleast_2d(np.asarray(posvel, dtype=np.float64))
+        n = len(pv)
+        mu = self._mu(pv) if mu is None else np.asarray(mu, dtype=np.float64)
+        noise = np.column_stack([rng.standard_normal(n), rng.standard_normal(n), rng.random(n), mu])
+        return self.velocity_factor(pv, noise), noise
 
     def density(self, mu) -> np.ndarray:
         """Envelope D(mu) [stars per Msun of present-day mass]."""
@@ -1016,17 +1039,27 @@ class MagnitudeSelection:
         pv = np.atleast_2d(np.asarray(posvel, dtype=np.float64))
         sky = _sky(pv, self.solar)
         mu = self._mu(pv, sky)
+        return self._s_of_mu(mu, pv, sky), mu
+
+    def _s_of_mu(self, mu, pv, sky=None):
         s = np.clip(self.density(mu) / self.d_max, 0.0, 1.0)
         if self.footprint is not None:
+            sky = _sky(pv, self.solar) if sky is None else sky
             s = s * np.clip(np.asarray(self.footprint(sky["l"], sky["b"]), dtype=np.float64), 0.0, 1.0)
-        return s, mu
+        return s
 
     def point_mass(self, particles, chem_noise=None) -> np.ndarray:
         """Present-day mass each particle of a selection-weighted sample stands for: M_p / S(x) [Msun], or
-        M_p / (S(x) a) for points also thinned by :meth:`velocity_factor` a with these ``chem_noise`` (N, 3)."""
-        s = self(particles.posvel)
-        if chem_noise is not None:
-            s = s * self.velocity_factor(particles.posvel, chem_noise)
+        M_p / (S(x) a) for points also thinned by :meth:`velocity_factor` a with these ``chem_noise`` (N, 3), or
+        (N, 4) with mu, which then is not recomputed."""
+        pv = np.atleast_2d(np.asarray(particles.posvel, dtype=np.float64))
+        if chem_noise is not None and np.shape(chem_noise)[-1] == 4:
+            mu = np.asarray(chem_noise, dtype=np.float64)[:, 3]
+            s = self._s_of_mu(mu, pv) * self.velocity_factor(pv, chem_noise, mu)
+        else:
+            s = self(pv)
+            if chem_noise is not None:
+                s = s * self.velocity_factor(pv, chem_noise)
         with np.errstate(divide="ignore"):
             return np.where(s > 0, particles.mass / s, 0.0)
 

@@ -465,7 +465,7 @@ class ComponentSampler:
         self._wmax_ratio = 0.0
         self._wmax_point = (np.full(6, np.nan), np.full(3, np.nan))
         self._store: List[tuple] = []  # (epoch index, posvel, actions, noise)
-        self._n_noise = 3 if self.velocity_thinning else 0
+        self._n_noise = int(getattr(selection, "noise_columns", 3)) if self.velocity_thinning else 0
         self.time_setup = time.perf_counter() - t0
         self.time_sampling = 0.0
 
@@ -916,8 +916,10 @@ class ComponentSampler:
             [kpc, km/s].
         actions : numpy.ndarray, shape (n, 3)
             [kpc km/s].
-        noise : numpy.ndarray, shape (n, 3) or (n, 0)
-            Only with ``return_noise``: (n, 0) without ``velocity_thinning``.
+        noise : numpy.ndarray, shape (n, k) or (n, 0)
+            Only with ``return_noise``: the numbers the selection's ``draw_velocity_factor`` returned for each point
+            (k = its ``noise_columns``, 4 for :class:`mocksky.populate.MagnitudeSelection`: n1, n2, u, mu); (n, 0)
+            without ``velocity_thinning``.
 
         Raises
         ------
