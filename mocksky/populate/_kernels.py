@@ -772,3 +772,71 @@ def age_bin_draw(mu, u_bin, cell, mu0, dmu, table):
         kout[i] = kk
         fout[i] = tot / nb / ek
     return kout, fout
+
+
+@numba.njit(**NJP)
+def uniform_interp(x, x0, dx, fp, left, right):
+    """Linear interpolation of ``fp`` given on the uniform grid x0 + j dx (j = 0 .. len(fp) - 1) at the points x:
+    ``left`` below the grid, ``right`` above it, NaN at NaN (the semantics of ``np.interp``, without its binary
+    search). Returns (N,)."""
+    n = x.shape[0]
+    m = fp.shape[0]
+    out = np.empty(n)
+    for i in prange(n):
+        q = (x[i] - x0) / dx
+        if q != q:
+            out[i] = np.nan
+        elif q < 0.0:
+            out[i] = left
+        elif q > m - 1:
+            out[i] = right
+        else:
+            j = int(q)
+            if j >= m - 1:
+                out[i] = fp[m - 1]
+            else:
+                out[i] = fp[j] + (q - j) * (fp[j + 1] - fp[j])
+    return out
+
+
+@numba.njit(**NJP)
+def velocity_factor(mu, cand, mu0, dmu, env, d_max, edges, cdens):
+    """a = D_j(mu) / D(mu) in [0, 1] per point (:meth:`mocksky.populate.MagnitudeSelection.velocity_factor`).
+
+    ``mu`` (N,) distance modulus + extinction; ``cand`` (N, n_sub) the [M/H] each sub-population would get (NaN: not
+    possible); ``env`` (n_mu,) the envelope D on the uniform grid mu0 + j dmu (d_max below it, 0 above); ``edges``
+    (n_cells + 1,) the [M/H] cells; ``cdens`` (n_sub, n_cells, n_mu) the cells' envelopes D_j. D_j is the largest over
+    the possible sub-populations, 0 from the grid's last node on; a = 0 where D = 0 or mu is NaN."""
+    n = mu.shape[0]
+    nm = env.shape[0]
+    ns = cand.shape[1]
+    nc = edges.shape[0] - 1
+    out = np.zeros(n)
+    for i in prange(n):
+        q = (mu[i] - mu0) / dmu
+        if q != q or q >= nm - 1:
+            continue
+        if q < 0.0:
+            j = 0
+            t = 0.0
+            D = d_max
+        else:
+            j = int(q)
+            t = q - j
+            D = env[j] + t * (env[j + 1] - env[j])
+        if not D > 0.0:
+            continue
+        dj = 0.0
+        for s in range(ns):
+            c = cand[i, s]
+            if c != c:
+                continue
+            c = min(max(c, edges[0]), edges[nc])
+            k = np.searchsorted(edges, c, side="right") - 1
+            k = min(max(k, 0), nc - 1)
+            v = (1.0 - t) * cdens[s, k, j] + t * cdens[s, k, j + 1]
+            if v > dj:
+                dj = v
+        a = dj / D
+        out[i] = min(max(a, 0.0), 1.0)
+    return out

@@ -983,25 +983,11 @@ class MagnitudeSelection:
                              f"and {noise.shape}")
         if mu is None:
             mu = noise[:, 3] if noise.shape[1] == 4 else self._mu(pv)
-        mu = np.asarray(mu, dtype=np.float64)
-        D = self.density(mu)
+        mu = np.ascontiguousarray(mu, dtype=np.float64)
         cand = self.pop.mh_candidates(pv[:, 0] * pv[:, 4] - pv[:, 1] * pv[:, 3], noise[:, 0], noise[:, 1])
-        x = (mu - self.mu_grid[0]) / (self.mu_grid[1] - self.mu_grid[0])
-        nm = len(self.mu_grid)
-        i0 = np.clip(np.floor(np.nan_to_num(x, nan=nm)), 0, nm - 2).astype(np.int64)
-        t = np.clip(x - i0, 0.0, 1.0)
-        Dj = np.zeros(len(pv))
-        for s in range(self.pop.n_sub):
-            c = cand[:, s]
-            ok = np.isfinite(c)
-            if not ok.any():
-                continue
-            j, i = self.mh_cell(c[ok]), i0[ok]
-            tab = self.cell_density[s]
-            v = (1 - t[ok]) * tab[j, i] + t[ok] * tab[j, i + 1]
-            Dj[ok] = np.maximum(Dj[ok], np.where(x[ok] >= nm - 1, 0.0, v))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(D > 0, np.clip(Dj / np.where(D > 0, D, 1.0), 0.0, 1.0), 0.0)
+        return K.velocity_factor(mu, np.ascontiguousarray(cand, dtype=np.float64), float(self.mu_grid[0]),
+                                 float(self.mu_grid[1] - self.mu_grid[0]), self.envelope, float(self.d_max),
+                                 self.mh_edges, np.ascontiguousarray(self.cell_density))
 
     #: columns of the per-point numbers :meth:`draw_velocity_factor` returns (a sampler stores them with each point)
     noise_columns = 4
@@ -1024,7 +1010,9 @@ class MagnitudeSelection:
 
     def density(self, mu) -> np.ndarray:
         """Envelope D(mu) [stars per Msun of present-day mass]."""
-        return np.interp(np.asarray(mu, dtype=np.float64), self.mu_grid, self.envelope, left=self.d_max, right=0.0)
+        return K.uniform_interp(np.ascontiguousarray(mu, dtype=np.float64).ravel(), float(self.mu_grid[0]),
+                                float(self.mu_grid[1] - self.mu_grid[0]), self.envelope, float(self.d_max),
+                                0.0).reshape(np.shape(mu))
 
     def __call__(self, posvel) -> np.ndarray:
         """S(x) in [0, 1] for phase-space points (N, 6)."""
