@@ -694,3 +694,46 @@ def test_fork_is_independent_and_reproducible(sph_model):
     assert s.counters() == before and a.counters()["n_proposals"] > before["n_proposals"]
     pc, _ = s.fork().sample(3000, np.random.default_rng(10))
     assert not np.array_equal(pa, pc)
+
+
+def test_velocity_proposal_log_density_with_vphi_shifts():
+    """propose_velocities with components shifted along vphi (DISC_MIXTURE): the returned log q is the density the
+    velocities are drawn from. Checked by importance sampling, E_q[g(v) / q(v)] = 1 for a normalised Gaussian g
+    (stated tolerance 5 standard errors), and by the mean vphi = mean + sum_k pi_k shift_k sigma_phi (the t has
+    mean 0); with the shifts left out of the density (shift 0 in log q only) the first check fails."""
+    from mocksky.model.sampling import _kernels as SK
+    from mocksky.model.sampling.proposal import DISC_MIXTURE, T_NU
+
+    mix = np.array([r + (0.0,) * (5 - len(r)) for r in DISC_MIXTURE])
+    kap = np.ascontiguousarray(np.column_stack([mix[:, :3], mix[:, 4]]))
+    pik = mix[:, 3] / mix[:, 3].sum()
+    n = 400_000
+    rng = np.random.default_rng(7)
+    mom = np.empty((n, 5 + len(kap)))
+    mom[:, 0] = 180.0
+    mom[:, 1:4] = np.log([40.0, 25.0, 30.0])
+    mom[:, 4] = 0.3
+    mom[:, 5:] = pik
+    vesc = np.full(n, 550.0)
+    eps, inflate = 0.05, 1.1
+    v, lq = np.empty((n, 3)), np.empty(n)
+    SK.propose_velocities(mom, vesc, inflate, T_NU, kap, eps, rng.standard_normal((n, 3)), rng.chisquare(T_NU, n),
+                          rng.random(n), rng.standard_normal((n, 3)), rng.random(n), v, lq)
+    assert np.all(np.isfinite(lq))
+    c, s = np.array([10.0, -5.0, 200.0]), np.array([35.0, 25.0, 30.0])
+    g = np.exp(-0.5 * np.sum(((v - c) / s) ** 2, axis=1)) / ((2 * np.pi) ** 1.5 * np.prod(s))
+    r = g * np.exp(-lq)
+    est, err = r.mean(), r.std() / np.sqrt(n)
+    assert abs(est - 1.0) < 5 * err and err < 0.01, (est, err)
+    # the t components have mean 0: mean vphi = mu + (1 - eps) sum_k pi_k shift_k sigma_phi (the ball has mean 0)
+    sphi = inflate * 30.0
+    expect = (1 - eps) * (180.0 + sphi * np.dot(pik, kap[:, 3]))
+    assert abs(v[:, 2].mean() - expect) < 5 * v[:, 2].std() / np.sqrt(n), (v[:, 2].mean(), expect)
+    # the same draws with the shifts dropped from the density: the normalisation check fails
+    lq0 = np.empty((n, len(kap)))
+    mom0 = np.ascontiguousarray(mom[:, :5])
+    kap0 = np.ascontiguousarray(kap[:, :3])
+    SK.log_q_components(v, mom0, inflate, T_NU, kap0, lq0)
+    q0 = (1 - eps) * np.exp(lq0) @ pik + eps * 3.0 / (4 * np.pi * 550.0 ** 3) * (np.sum(v * v, axis=1) < 550.0 ** 2)
+    r0 = g / q0
+    assert abs(r0.mean() - 1.0) > 10 * r0.std() / np.sqrt(n), r0.mean()

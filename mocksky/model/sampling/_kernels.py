@@ -66,17 +66,19 @@ def _log_q(vR, vz, vphi, mu, sR, sz, sphi, rho, vesc, nu, kap, pw, eps, lc):
     """log of sum_k pw[k] t_nu(v; mu, C_k) + eps * uniform ball |v| < vesc.
 
     C_k: the covariance with scales (sR, sz, sphi) and correlation rho of vR and vz, its principal
-    axes in the (vR, vz) plane and the vphi axis scaled by kap[k] = (major, minor, phi) factors.
+    axes in the (vR, vz) plane and the vphi axis scaled by kap[k] = (major, minor, phi) factors; component k is
+    centred on vphi = mu + kap[k, 3] sphi when kap has a fourth column (a shift along vphi), else on mu.
     """
     ct, st, s1, s2 = _axes(sR, sz, rho)
     u1 = vR * ct + vz * st
     u2 = -vR * st + vz * ct
-    u3 = vphi - mu
+    shifted = kap.shape[1] > 3
     q = 0.0
     for k in range(kap.shape[0]):
         a1 = s1 * kap[k, 0]
         a2 = s2 * kap[k, 1]
         a3 = sphi * kap[k, 2]
+        u3 = vphi - mu - kap[k, 3] * sphi if shifted else vphi - mu
         d2 = (u1 / a1) ** 2 + (u2 / a2) ** 2 + (u3 / a3) ** 2
         q += pw[k] * math.exp(lc - math.log(a1 * a2 * a3) - 0.5 * (nu + 3.0) * math.log1p(d2 / nu))
     v2 = vR * vR + vz * vz + vphi * vphi
@@ -108,9 +110,9 @@ def propose_velocities(mom, vesc, inflate, nu, kap, eps, g, chi2, umix, gball, u
 
     ``mom[i] = (mean vphi, ln sigma_R, ln sigma_z, ln sigma_phi, corr(vR, vz), pi_1, ..., pi_K)`` at
     the point, the dispersions multiplied by ``inflate``. The proposal is a mixture of Student t
-    densities (``nu`` degrees of freedom) centred on (0, 0, mean vphi), component k with the scales
-    along the major and minor principal axes of the (vR, vz) covariance and along vphi multiplied by
-    ``kap[k] = (f_major, f_minor, f_phi)`` and weight (1 - eps) pi_k (the pi_k sum to 1), plus the
+    densities (``nu`` degrees of freedom) centred on (0, 0, mean vphi + shift_k sigma_phi), component k with the
+    scales along the major and minor principal axes of the (vR, vz) covariance and along vphi multiplied by
+    ``kap[k] = (f_major, f_minor, f_phi[, shift_k])`` and weight (1 - eps) pi_k (the pi_k sum to 1), plus the
     uniform ball |v| < vesc with weight ``eps``. ``g``, ``gball``: standard normal (N, 3);
     ``chi2``: chi-square(nu) (N,); ``umix``, ``uball``: uniform (N,).
     """
@@ -153,6 +155,8 @@ def propose_velocities(mom, vesc, inflate, nu, kap, eps, g, chi2, umix, gball, u
             vR = u1 * ct - u2 * st
             vz = u1 * st + u2 * ct
             vphi = mu + sphi * kap[kk, 2] * g[i, 2] * s
+            if kap.shape[1] > 3:
+                vphi += sphi * kap[kk, 3]
         out_v[i, 0] = vR
         out_v[i, 1] = vz
         out_v[i, 2] = vphi

@@ -22,7 +22,8 @@ The proposal of a component is q(x, v) = q_x(x) q_v(v | x):
 * **q_v(v | x)**: a mixture of 3D Student t densities (:data:`T_NU` = 12 degrees of freedom) centred on
   (0, 0, mean vphi(x)), with the covariance interpolated at x (dispersions times ``inflate``,
   vR-vz correlation) rescaled along its principal axes by per-component factors
-  (:data:`DEFAULT_MIXTURE`), with interpolated weights, plus a fraction ``eps_v`` of the uniform
+  (:data:`DEFAULT_MIXTURE`; discs: :data:`DISC_MIXTURE`, whose extra components are also shifted along vphi),
+  with interpolated weights, plus a fraction ``eps_v`` of the uniform
   ball |v| < v_esc(x) (v_esc relative to the potential at the grid's outer radius).
 
 The defensive mixtures bound the importance weights f / q wherever f is bounded, so that the
@@ -54,7 +55,7 @@ log = logging.getLogger(__name__)
 #: the tails beyond ~3 sigma that 5 puts there held ~11 % of the proposals and ~1 % of the accepted points. The
 #: wider mixture component and the uniform ball still bound f / q in the tails.
 T_NU = 12.0
-_ONE3 = np.ones((1, 3))
+_ONE3 = np.array([[1.0, 1.0, 1.0, 0.0]])  # one unshifted component of unit scales
 #: Velocity proposal components (scale factors along the major and minor principal axes of the
 #: (vR, vz) covariance and along vphi) and their default weights: the fitted covariance, a wider
 #: and a narrower copy, one narrow across the major axis (radially biased spheroids: the
@@ -62,6 +63,14 @@ _ONE3 = np.ones((1, 3))
 #: kink of non-rotating spheroids).
 DEFAULT_MIXTURE = ((1.0, 1.0, 1.0, 0.55), (1.6, 1.6, 1.6, 0.05), (0.4, 0.4, 0.4, 0.1), (1.0, 0.35, 0.35, 0.15),
                    (1.0, 1.0, 0.3, 0.15))
+#: Velocity proposal of disc DFs (``prograde_only``): DEFAULT_MIXTURE plus four components shifted along vphi by
+#: (f_major, f_minor, f_phi, weight, shift) with the shift in units of sigma_phi. A disc's vphi distribution is
+#: skewed (the asymmetric drift's long tail to low vphi, its mode ~0.5 sigma above the mean), so that the largest
+#: weights f / q of the symmetric mixture sit at vphi ~ mean + sigma and set the envelope. Measured on the
+#: ``gaia_dr3_starcounts`` plan (one chunk per disc, three plan seeds): 5-14 % fewer proposals and action
+#: evaluations per catalogue row; the spheroids (bulge, stellar halo) gained nothing and keep DEFAULT_MIXTURE.
+DISC_MIXTURE = DEFAULT_MIXTURE + ((1.0, 1.0, 0.7, 0.1, 0.6), (1.0, 1.0, 1.1, 0.1, -0.8), (0.7, 0.7, 0.5, 0.05, 0.9),
+                                  (1.0, 1.0, 0.5, 0.05, 0.3))
 #: Exponent of the fit of the mixture weights: the weights minimise sum_i W_i (f_i / q_i)^(alpha - 1)
 #: over the importance samples (alpha = 1: Kullback-Leibler; larger alpha weighs the largest ratios
 #: f / q, which set the rejection envelope, more heavily).
@@ -457,8 +466,10 @@ class Proposal:
         Cells per node interval in each direction.
     inflate, eps_v, eps_x : float
         Velocity scale factor and the defensive fractions in velocity and position.
-    scale_mixture : sequence of (f_major, f_minor, f_phi, weight)
-        Components of the velocity proposal (default :data:`DEFAULT_MIXTURE`).
+    scale_mixture : sequence of (f_major, f_minor, f_phi, weight[, shift])
+        Components of the velocity proposal, each centred on vphi = mean vphi + shift sigma_phi (shift 0 if
+        omitted); default :data:`DISC_MIXTURE` for a DF with ``prograde_only`` (the discs), else
+        :data:`DEFAULT_MIXTURE`.
     fit_mixture : bool
         Fit the component weights at each node (default True; else the given weights everywhere).
     n_is, n_rounds : int
@@ -475,7 +486,7 @@ class Proposal:
     def __init__(self, pot, df, finder, rng, scales: ComponentScales, bounds=None, density=None, n_R: int = 32,
                  n_z: int = 28, refine: int = 3, inflate: float = 1.1, eps_v: float = 0.05, eps_x: float = 0.01,
                  n_is: int = 128, n_rounds: int = 2,
-                 scale_mixture=DEFAULT_MIXTURE, fit_mixture: bool = True):
+                 scale_mixture=None, fit_mixture: bool = True):
         for nm, val, lo in (("n_R", n_R, 4), ("n_z", n_z, 4), ("refine", refine, 1), ("n_is", n_is, 16)):
             if int(val) < lo:
                 raise ValueError(f"{nm} must be >= {lo}, got {val}")
@@ -484,12 +495,19 @@ class Proposal:
         for nm, val in (("eps_v", eps_v), ("eps_x", eps_x)):
             if not 0.0 < val < 1.0:
                 raise ValueError(f"{nm} must be in (0, 1), got {val}")
-        mix = np.asarray(scale_mixture, dtype=np.float64)
-        if mix.ndim != 2 or mix.shape[1] != 4 or not (np.all(mix[:, :3] > 0) and np.all(mix[:, 3] >= 0)
-                                                       and mix[:, 3].sum() > 0):
-            raise ValueError("scale_mixture: need rows (f_major, f_minor, f_phi, weight) with positive factors and "
-                             f"non-negative weights of positive sum, got {scale_mixture!r}")
-        self.kap = np.ascontiguousarray(mix[:, :3])
+        if scale_mixture is None:
+            scale_mixture = DISC_MIXTURE if getattr(df, "prograde_only", False) else DEFAULT_MIXTURE
+        try:  # rows of 4 (no shift) or 5 numbers
+            rows = [tuple(float(x) for x in r) for r in scale_mixture]
+            mix = np.array([r + (0.0,) * (5 - len(r)) if len(r) in (4, 5) else () for r in rows], dtype=np.float64)
+        except (TypeError, ValueError):
+            mix = np.zeros((0,))
+        if mix.ndim != 2 or mix.shape[1] != 5 or not (
+                np.all(mix[:, :3] > 0) and np.all(mix[:, 3] >= 0) and mix[:, 3].sum() > 0 and np.all(np.isfinite(mix))):
+            raise ValueError("scale_mixture: need rows (f_major, f_minor, f_phi, weight[, shift]) with positive factors, "
+                             f"non-negative weights of positive sum and finite shifts, got {scale_mixture!r}")
+        # (f_major, f_minor, f_phi, shift along vphi in units of sigma_phi)
+        self.kap = np.ascontiguousarray(np.column_stack([mix[:, :3], mix[:, 4]]))
         self.pik = np.ascontiguousarray(mix[:, 3] / mix[:, 3].sum())
         self.pot, self.df, self.scales = pot, df, scales
         self.inflate, self.eps_v, self.eps_x = float(inflate), float(eps_v), float(eps_x)
