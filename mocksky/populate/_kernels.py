@@ -774,28 +774,32 @@ def age_bin_draw(mu, u_bin, cell, mu0, dmu, table):
     return kout, fout
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _uniform_at(q, fp, left, right):
+    """fp linearly interpolated at the grid coordinate q (node j at q = j): ``left`` below, ``right`` above, NaN at
+    NaN."""
+    m = fp.shape[0]
+    if q != q:
+        return np.nan
+    if q < 0.0:
+        return left
+    if q > m - 1:
+        return right
+    j = int(q)
+    if j >= m - 1:
+        return fp[m - 1]
+    return fp[j] + (q - j) * (fp[j + 1] - fp[j])
+
+
 @numba.njit(**NJP)
 def uniform_interp(x, x0, dx, fp, left, right):
     """Linear interpolation of ``fp`` given on the uniform grid x0 + j dx (j = 0 .. len(fp) - 1) at the points x:
     ``left`` below the grid, ``right`` above it, NaN at NaN (the semantics of ``np.interp``, without its binary
     search). Returns (N,)."""
     n = x.shape[0]
-    m = fp.shape[0]
     out = np.empty(n)
     for i in prange(n):
-        q = (x[i] - x0) / dx
-        if q != q:
-            out[i] = np.nan
-        elif q < 0.0:
-            out[i] = left
-        elif q > m - 1:
-            out[i] = right
-        else:
-            j = int(q)
-            if j >= m - 1:
-                out[i] = fp[m - 1]
-            else:
-                out[i] = fp[j] + (q - j) * (fp[j + 1] - fp[j])
+        out[i] = _uniform_at((x[i] - x0) / dx, fp, left, right)
     return out
 
 
@@ -816,14 +820,9 @@ def velocity_factor(mu, cand, mu0, dmu, env, d_max, edges, cdens):
         q = (mu[i] - mu0) / dmu
         if q != q or q >= nm - 1:
             continue
-        if q < 0.0:
-            j = 0
-            t = 0.0
-            D = d_max
-        else:
-            j = int(q)
-            t = q - j
-            D = env[j] + t * (env[j + 1] - env[j])
+        D = _uniform_at(q, env, d_max, 0.0)  # as MagnitudeSelection.density
+        j = int(q) if q > 0.0 else 0
+        t = q - j if q > 0.0 else 0.0
         if not D > 0.0:
             continue
         dj = 0.0

@@ -67,18 +67,17 @@ def _log_q(vR, vz, vphi, mu, sR, sz, sphi, rho, vesc, nu, kap, pw, eps, lc):
 
     C_k: the covariance with scales (sR, sz, sphi) and correlation rho of vR and vz, its principal
     axes in the (vR, vz) plane and the vphi axis scaled by kap[k] = (major, minor, phi) factors; component k is
-    centred on vphi = mu + kap[k, 3] sphi when kap has a fourth column (a shift along vphi), else on mu.
+    centred on vphi = mu + kap[k, 3] sphi (kap[k, 3]: its shift along vphi).
     """
     ct, st, s1, s2 = _axes(sR, sz, rho)
     u1 = vR * ct + vz * st
     u2 = -vR * st + vz * ct
-    shifted = kap.shape[1] > 3
     q = 0.0
     for k in range(kap.shape[0]):
         a1 = s1 * kap[k, 0]
         a2 = s2 * kap[k, 1]
         a3 = sphi * kap[k, 2]
-        u3 = vphi - mu - kap[k, 3] * sphi if shifted else vphi - mu
+        u3 = vphi - mu - kap[k, 3] * sphi
         d2 = (u1 / a1) ** 2 + (u2 / a2) ** 2 + (u3 / a3) ** 2
         q += pw[k] * math.exp(lc - math.log(a1 * a2 * a3) - 0.5 * (nu + 3.0) * math.log1p(d2 / nu))
     v2 = vR * vR + vz * vz + vphi * vphi
@@ -112,7 +111,7 @@ def propose_velocities(mom, vesc, inflate, nu, kap, eps, g, chi2, umix, gball, u
     the point, the dispersions multiplied by ``inflate``. The proposal is a mixture of Student t
     densities (``nu`` degrees of freedom) centred on (0, 0, mean vphi + shift_k sigma_phi), component k with the
     scales along the major and minor principal axes of the (vR, vz) covariance and along vphi multiplied by
-    ``kap[k] = (f_major, f_minor, f_phi[, shift_k])`` and weight (1 - eps) pi_k (the pi_k sum to 1), plus the
+    ``kap[k] = (f_major, f_minor, f_phi, shift_k)`` and weight (1 - eps) pi_k (the pi_k sum to 1), plus the
     uniform ball |v| < vesc with weight ``eps``. ``g``, ``gball``: standard normal (N, 3);
     ``chi2``: chi-square(nu) (N,); ``umix``, ``uball``: uniform (N,).
     """
@@ -154,9 +153,7 @@ def propose_velocities(mom, vesc, inflate, nu, kap, eps, g, chi2, umix, gball, u
             u2 = s2 * kap[kk, 1] * g[i, 1] * s
             vR = u1 * ct - u2 * st
             vz = u1 * st + u2 * ct
-            vphi = mu + sphi * kap[kk, 2] * g[i, 2] * s
-            if kap.shape[1] > 3:
-                vphi += sphi * kap[kk, 3]
+            vphi = mu + sphi * (kap[kk, 3] + kap[kk, 2] * g[i, 2] * s)
         out_v[i, 0] = vR
         out_v[i, 1] = vz
         out_v[i, 2] = vphi
