@@ -27,11 +27,11 @@ stars/s). The catalogue is the directory ``out_dir/<output.name>/`` (parts ``par
 :func:`~mocksky.catalogue.read_catalogue` reads with h5py/pyarrow/astropy.
 
 Resuming: ``out_dir/<output.name>/.state/`` holds ``run.json`` (the fingerprint: recipe text, seed, scale, mocksky
-version, chunk list) and one ``chunk-NNNNN.json`` per finished part (written after the part's rename, with its size
-and SHA-256). Re-running with the same out_dir, recipe text, seed and scale skips the parts whose record matches the
-file on disk (size and checksum), and redoes the others (missing, never recorded, truncated or corrupted parts;
-temporary files of a killed run are removed). A different recipe, seed or scale in the same directory is refused
-unless ``overwrite=True``, which starts afresh.
+version and code hash (:func:`code_sha256`), model file hash, chunk list) and one ``chunk-NNNNN.json`` per finished
+part (written after the part's rename, with its size and SHA-256). Re-running with the same out_dir, recipe text,
+seed and scale skips the parts whose record matches the file on disk (size and checksum), and redoes the others
+(missing, never recorded, truncated or corrupted parts; temporary files of a killed run are removed). A different
+recipe, seed, scale or code in the same directory is refused unless ``overwrite=True``, which starts afresh.
 
 Completeness of the magnitude-limited sample: points are sampled and populated with a lower bound of the extinction
 in the limit band (:func:`extinction_floor`: the dust map's A0 times the smallest A_band/A0 over Teff), so every star
@@ -197,13 +197,45 @@ class RunPlan:
         return len(self.chunks)
 
     def fingerprint(self) -> dict:
-        """What must match for a run to be resumed in the same directory."""
+        """What must match for a run to be resumed in the same directory (the code's hash among it: parts written
+        by two versions of the sampler are not one catalogue)."""
         from . import __version__
 
         return {"recipe_sha256": hashlib.sha256(self.recipe.text.encode()).hexdigest(), "seed": int(self.seed),
                 "model_sha256": self.run_meta.get("model_sha256", ""),
-                "scale": float(self.scale), "mocksky_version": __version__,
+                "scale": float(self.scale), "mocksky_version": __version__, "code_sha256": code_sha256(),
                 "chunks": [[c.component, c.n_points] for c in self.chunks]}
+
+
+_CODE_SHA256: Optional[str] = None
+
+
+def code_sha256() -> str:
+    """SHA-256 of the installed mocksky package: every file under its directory (modules and package data, sorted by
+    relative path, each path hashed with its content), compiled caches (``__pycache__``, Numba's ``.nbi``/``.nbc``)
+    left out. Computed once per process (~10 ms).
+
+    A run's fingerprint holds it, so that a run killed under one version of the code is not resumed under another
+    (whose parts would follow other sampling rules) even when the version string is the same, as it is between
+    commits of a development install.
+
+    Returns
+    -------
+    str
+        64 hexadecimal digits.
+    """
+    global _CODE_SHA256
+    if _CODE_SHA256 is None:
+        root = Path(__file__).resolve().parent
+        h = hashlib.sha256()
+        for f in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                        and p.suffix not in (".pyc", ".nbi", ".nbc")):
+            rel = f.relative_to(root).as_posix().encode()
+            h.update(len(rel).to_bytes(4, "little") + rel)
+            data = f.read_bytes()
+            h.update(len(data).to_bytes(8, "little") + data)
+        _CODE_SHA256 = h.hexdigest()
+    return _CODE_SHA256
 
 
 def chunk_seed(seed: int, index: int) -> np.random.SeedSequence:
@@ -869,7 +901,7 @@ def _check_previous(ddir: Path, recipe: Recipe, seed: int, scale: float) -> None
     except (OSError, ValueError, KeyError, TypeError):
         return
     want = {"recipe_sha256": hashlib.sha256(recipe.text.encode()).hexdigest(), "seed": int(seed), "scale": float(scale),
-            "mocksky_version": __version__}
+            "mocksky_version": __version__, "code_sha256": code_sha256()}
     diff = [k for k, v in want.items() if fp.get(k) != v]
     if diff:
         raise RunStateError(f"{ddir} holds a run with a different {', '.join(diff)}; use another output directory or "

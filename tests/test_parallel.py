@@ -185,9 +185,18 @@ def test_manifest_detects_truncated_and_corrupted_parts(reference, recipe_file, 
     assert shas(r.catalogue) == shas(reference.catalogue)
 
 
-def test_other_run_in_directory_is_refused(reference, recipe_file, tmp_path):
+def test_other_run_in_directory_is_refused(reference, recipe_file, tmp_path, monkeypatch):
+    import mocksky.pipeline as pl
+
     out = tmp_path / "o"
     shutil.copytree(reference.catalogue, out / "catalogue")
+    fp = json.loads((out / "catalogue" / ".state" / "run.json").read_text())["fingerprint"]
+    assert fp["code_sha256"] == pl.code_sha256() and len(fp["code_sha256"]) == 64
+    # another version of the code (same version string) does not resume this run's parts
+    monkeypatch.setattr(pl, "_CODE_SHA256", "0" * 64)
+    with pytest.raises(RunStateError, match="code_sha256"):
+        run(recipe_file, out, seed=SEED, scale=SCALE, progress=False)
+    monkeypatch.undo()
     with pytest.raises(RunStateError, match="seed"):
         run(recipe_file, out, seed=SEED + 1, scale=SCALE, progress=False)
     with pytest.raises(RunStateError, match="scale"):
