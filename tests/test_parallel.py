@@ -86,6 +86,43 @@ def test_threads_and_workers_give_identical_parts(reference, recipe_file, tmp_pa
     assert two.summary["run"]["execution"]["workers"] == 2
 
 
+def test_external_scheduler_gives_identical_parts(reference, recipe_file, tmp_path):
+    """``mocksky run --scheduler ADDRESS`` on a separately started ``dask scheduler`` + ``dask worker`` (two other
+    processes, as on a real cluster) reproduces the reference parts byte for byte."""
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    sfile = tmp_path / "scheduler.json"
+    common = dict(env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                               "--port", "0", "--no-dashboard", "--scheduler-file", str(sfile)], **common)]
+    try:
+        t0 = time.time()
+        while not (sfile.is_file() and sfile.stat().st_size > 0) and time.time() - t0 < 60:
+            time.sleep(0.1)
+        address = json.loads(sfile.read_text())["address"]
+        procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                                       "--no-dashboard", "--local-directory", str(tmp_path)], **common))
+        from dask.distributed import Client
+
+        with Client(address, timeout=60) as c:
+            c.wait_for_workers(1, timeout=60)
+        out = tmp_path / "ext"
+        cli = subprocess.run([sys.executable, "-m", "mocksky.cli", "run", str(recipe_file), "--out", str(out),
+                              "--seed", str(SEED), "--scale", str(SCALE), "--scheduler", address, "--no-progress"],
+                             env=env, capture_output=True, text=True, timeout=600)
+        assert cli.returncode == 0, cli.stderr[-2000:]
+        assert shas(out / "catalogue") == shas(reference.catalogue)
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["run"]["execution"]["scheduler"] == address
+    finally:
+        for p in procs[::-1]:
+            p.terminate()
+        for p in procs[::-1]:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
 def _slow_square(payload, key, log):
     log.append(("start", key, threading.get_ident()))
     if key == payload["fail"]:
