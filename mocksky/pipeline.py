@@ -659,6 +659,13 @@ def _state_paths(ddir: Path) -> Tuple[Path, Path]:
     return sdir, sdir / "run.json"
 
 
+def _remove_temporaries(ddir: Path) -> None:
+    """Remove the temporary files (``.*.tmp``) of the catalogue directory and its run state: torn writes of a killed
+    run, or of a Dask worker killed while writing a part (whose task the scheduler then ran again elsewhere)."""
+    for p in list(ddir.glob(".*.tmp")) + list(_state_paths(ddir)[0].glob(".*.tmp")):
+        p.unlink(missing_ok=True)
+
+
 def _prepare_state(ddir: Path, fp: dict, overwrite: bool) -> Dict[int, dict]:
     """Check or create the run state; return the chunk records of the parts complete on disk."""
     from .catalogue.io import file_sha256
@@ -681,9 +688,7 @@ def _prepare_state(ddir: Path, fp: dict, overwrite: bool) -> Dict[int, dict]:
     sdir.mkdir(parents=True, exist_ok=True)
     if not runf.is_file():
         _atomic_write_text(runf, json.dumps({"format": _STATE_FORMAT, "fingerprint": fp}, indent=1) + "\n")
-    # temporaries of a killed run
-    for p in list(ddir.glob(".*.tmp")) + list(sdir.glob(".*.tmp")):
-        p.unlink(missing_ok=True)
+    _remove_temporaries(ddir)  # of a killed run
     done = {}
     for f in sorted(sdir.glob("chunk-*.json")):
         try:
@@ -823,6 +828,7 @@ def run(recipe_or_path: Union[str, os.PathLike, Recipe], out_dir: Union[str, os.
     run_tasks(run_chunk, plan, todo, (str(ddir),), workers=workers, scheduler=scheduler, threads=threads,
               progress=progress, on_result=_on_result, desc=f"mocksky {recipe.name}", total=plan.n_chunks,
               postfix=lambda rec: {"stars": counts["kept"]})
+    _remove_temporaries(ddir)  # every chunk is complete: a temporary left now is a killed worker's torn write
     timings["chunks"] = time.perf_counter() - t
 
     t = time.perf_counter()
