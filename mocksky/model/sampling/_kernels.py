@@ -62,14 +62,31 @@ def _axes(sR, sz, rho):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _log_q(vR, vz, vphi, mu, sR, sz, sphi, rho, vesc, nu, kap, pw, eps, lc):
-    """log of sum_k pw[k] t_nu(v; mu, C_k) + eps * uniform ball |v| < vesc.
+def _t_kernel(d2, nu):
+    """(1 + d2 / nu)^(-(nu + 3) / 2), the radial factor of the 3D Student t density; by products and one square
+    root when nu + 3 is an integer (T_NU = 12: t^7 sqrt(t)), ~3x faster than exp and log1p."""
+    t = 1.0 / (1.0 + d2 / nu)
+    n3 = nu + 3.0
+    m = int(n3)
+    if m == n3 and m <= 64:
+        r = 1.0
+        for _ in range(m // 2):
+            r *= t
+        if m % 2:
+            r *= math.sqrt(t)
+        return r
+    return t ** (0.5 * n3)
 
-    C_k: the covariance with scales (sR, sz, sphi) and correlation rho of vR and vz, its principal
-    axes in the (vR, vz) plane and the vphi axis scaled by kap[k] = (major, minor, phi) factors; component k is
-    centred on vphi = mu + kap[k, 3] sphi (kap[k, 3]: its shift along vphi).
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _log_q(vR, vz, vphi, mu, ct, st, s1, s2, sphi, vesc, nu, kap, w, wfac, eps, elc):
+    """log of sum_k pw[k] t_nu(v; mu, C_k) + eps * uniform ball |v| < vesc, with pw[k] = max(w[k], 0) wfac.
+
+    C_k: the covariance whose principal axes in the (vR, vz) plane are (ct, st) (cos and sin of the major axis'
+    angle from vR) with scales (s1, s2) (see :func:`_axes`), and sphi along vphi, each scaled by kap[k] = (major,
+    minor, phi) factors; component k is centred on vphi = mu + kap[k, 3] sphi (kap[k, 3]: its shift along vphi).
+    ``elc``: the normalisation exp(:func:`t_log_const`).
     """
-    ct, st, s1, s2 = _axes(sR, sz, rho)
     u1 = vR * ct + vz * st
     u2 = -vR * st + vz * ct
     q = 0.0
@@ -79,7 +96,7 @@ def _log_q(vR, vz, vphi, mu, sR, sz, sphi, rho, vesc, nu, kap, pw, eps, lc):
         a3 = sphi * kap[k, 2]
         u3 = vphi - mu - kap[k, 3] * sphi
         d2 = (u1 / a1) ** 2 + (u2 / a2) ** 2 + (u3 / a3) ** 2
-        q += pw[k] * math.exp(lc - math.log(a1 * a2 * a3) - 0.5 * (nu + 3.0) * math.log1p(d2 / nu))
+        q += max(w[k], 0.0) * wfac * elc / (a1 * a2 * a3) * _t_kernel(d2, nu)
     v2 = vR * vR + vz * vz + vphi * vphi
     if eps > 0.0 and v2 < vesc * vesc:
         q += eps * 3.0 / (4.0 * math.pi * vesc ** 3)
@@ -116,21 +133,20 @@ def propose_velocities(mom, vesc, inflate, nu, kap, eps, g, chi2, umix, gball, u
     ``chi2``: chi-square(nu) (N,); ``umix``, ``uball``: uniform (N,).
     """
     n = vesc.shape[0]
-    lc = t_log_const(nu)
+    elc = math.exp(t_log_const(nu))
     nk = kap.shape[0]
     for i in numba.prange(n):
-        pw = np.empty(nk)
         tot = 0.0
         for k in range(nk):
-            pw[k] = max(mom[i, 5 + k], 0.0)
-            tot += pw[k]
-        for k in range(nk):
-            pw[k] *= (1.0 - eps) / tot
+            tot += max(mom[i, 5 + k], 0.0)
+        wfac = (1.0 - eps) / tot
+        w = mom[i, 5:5 + nk]
         mu = mom[i, 0]
         sR = inflate * math.exp(mom[i, 1])
         sz = inflate * math.exp(mom[i, 2])
         sphi = inflate * math.exp(mom[i, 3])
         rho = _clip_rho(mom[i, 4])
+        ct, st, s1, s2 = _axes(sR, sz, rho)
         ve = vesc[i]
         u = umix[i]
         if u < eps and ve > 0.0:
@@ -143,12 +159,11 @@ def propose_velocities(mom, vesc, inflate, nu, kap, eps, g, chi2, umix, gball, u
             c = eps
             kk = nk - 1
             for k in range(nk):
-                c += pw[k]
+                c += max(w[k], 0.0) * wfac
                 if u < c:
                     kk = k
                     break
             s = math.sqrt(nu / chi2[i]) if chi2[i] > 0.0 else 1e3
-            ct, st, s1, s2 = _axes(sR, sz, rho)
             u1 = s1 * kap[kk, 0] * g[i, 0] * s
             u2 = s2 * kap[kk, 1] * g[i, 1] * s
             vR = u1 * ct - u2 * st
@@ -157,23 +172,23 @@ def propose_velocities(mom, vesc, inflate, nu, kap, eps, g, chi2, umix, gball, u
         out_v[i, 0] = vR
         out_v[i, 1] = vz
         out_v[i, 2] = vphi
-        out_logq[i] = _log_q(vR, vz, vphi, mu, sR, sz, sphi, rho, ve, nu, kap, pw, eps, lc)
+        out_logq[i] = _log_q(vR, vz, vphi, mu, ct, st, s1, s2, sphi, ve, nu, kap, w, wfac, eps, elc)
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
 def log_q_components(v, mom, inflate, nu, kap, out):
     """log density of each Student t component k of the local proposal at velocities v, (N, K)."""
     n = v.shape[0]
-    lc = t_log_const(nu)
+    elc = math.exp(t_log_const(nu))
     one = np.ones(1)
     for i in numba.prange(n):
         sR = inflate * math.exp(mom[i, 1])
         sz = inflate * math.exp(mom[i, 2])
         sphi = inflate * math.exp(mom[i, 3])
-        rho = _clip_rho(mom[i, 4])
+        ct, st, s1, s2 = _axes(sR, sz, _clip_rho(mom[i, 4]))
         for k in range(kap.shape[0]):
-            out[i, k] = _log_q(v[i, 0], v[i, 1], v[i, 2], mom[i, 0], sR, sz, sphi, rho, 0.0, nu, kap[k:k + 1], one,
-                               0.0, lc)
+            out[i, k] = _log_q(v[i, 0], v[i, 1], v[i, 2], mom[i, 0], ct, st, s1, s2, sphi, 0.0, nu, kap[k:k + 1], one,
+                               1.0, 0.0, elc)
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
