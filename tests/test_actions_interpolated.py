@@ -104,3 +104,30 @@ def test_points_near_the_centre_do_not_raise():
     assert J.shape == (len(pv), 3)
     assert np.allclose(J[:, 2], pv[:, 0] * pv[:, 4])
     assert np.all(np.isfinite(J[:, 2]))
+
+
+def test_exact_mask_names_the_points_given_to_the_exact_fudge(bv23):
+    """exact_mask is True exactly where actions() returns the exact fudge's values: nearly radial orbits
+    (xi = sqrt(1 - |Lz| / L_c) > exact_xi), energies outside the tables and unbound points."""
+    fin = InterpolatedStaeckelFudge(bv23, rmin=0.5, rmax=100.0)
+    rng = np.random.default_rng(11)
+    pv = sample(bv23, 4000, rng)
+    pv[:100, 3:5] *= 0.05  # |Lz| small: nearly radial
+    pv[100:120, 3:] *= 20.0  # unbound
+    pv[120:140, :3] *= 1e-3  # below the tables' energies (R_c < 0.5 kpc)
+    m = fin.exact_mask(pv)
+    assert m.shape == (len(pv),) and m.dtype == bool
+    assert m[100:140].all()
+    Ji, Je = fin.actions(pv), fin.exact.actions(pv)
+    np.testing.assert_array_equal(Ji[m], Je[m])
+    # the tables are used everywhere else: their values differ from the exact fudge's in the last digits at least
+    assert not np.any(np.all(Ji[~m & np.isfinite(Je[:, 0])] == Je[~m & np.isfinite(Je[:, 0])], axis=1))
+    # xi > 0.9 <=> |Lz| < 0.19 L_c(E): the nearly radial rows, and only rows with small |Lz|, are in the mask
+    assert m[:100].mean() > 0.9
+    Lz = np.abs(pv[:, 0] * pv[:, 4] - pv[:, 1] * pv[:, 3])
+    assert np.median(Lz[m & (np.arange(len(pv)) >= 140)]) < 0.2 * np.median(Lz[~m])
+    # without exact_xi only the energy range (and degenerate geometry) sends points to the exact fudge
+    m0 = InterpolatedStaeckelFudge(bv23, rmin=0.5, rmax=100.0, exact_xi=None, n_energy=16, n_xi=8, n_s=6,
+                                   n_w=5).exact_mask(pv)
+    assert m0[100:140].all() and not np.any(m0 & ~m)
+    assert m0[:100].mean() < 0.1
