@@ -313,14 +313,10 @@ def _stellar_components(recipe: Recipe, model, pops) -> list:
 
 # ------------------------------------------------------------------------------------------------------ plan
 def _sampling_finder(model):
-    """The interpolated Staeckel fudge of the model's potential (built once and kept on the model)."""
-    cached = getattr(model, "_sampling_finder", None)
-    if cached is None:
-        from .model.actions import InterpolatedStaeckelFudge
+    """The model's sampling action finder (:func:`mocksky.model.sampling.sampler.sampling_finder`)."""
+    from .model.sampling.sampler import sampling_finder
 
-        cached = InterpolatedStaeckelFudge(model.potential)
-        model._sampling_finder = cached
-    return cached
+    return sampling_finder(model)
 
 
 def _split(n: int, size: int) -> List[int]:

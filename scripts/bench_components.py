@@ -16,7 +16,8 @@ component:
 * ``exact_fudge_fraction``: the share of the action evaluations that the interpolated Stäckel fudge hands to the
   exact fudge (nearly radial orbits, xi > ``exact_xi``, and energies outside its tables), measured on the points
   the chunk evaluated (a second, untimed run of the same chunk records them; at most 200 000 per component);
-* ``us_per_exact_action`` / ``us_per_interpolated_action`` on those points (one thread), and
+* ``us_per_exact_action`` (the finder's ``fallback``) / ``us_per_interpolated_action`` on those points (one
+  thread), and
   ``exact_fudge_time_share``: the chunk time these exact evaluations take (fraction x count x cost / chunk time).
 
 Then the whole run's figures, scaled the same way (``run_*``; ``run_us_per_row`` is one thread's chunk time per row
@@ -109,7 +110,7 @@ def main():
         if hasattr(finder, "exact_mask") and len(pv):
             mask = finder.exact_mask(pv)
             frac = float(mask.mean())
-            t_ex = _per_point_seconds(finder.exact.actions, pv[mask])
+            t_ex = _per_point_seconds(getattr(finder, "fallback", finder.exact).actions, pv[mask])
             t_in = _per_point_seconds(finder.actions, pv[~mask])
         else:  # an exact finder: every evaluation is exact
             frac, t_ex, t_in = 1.0, _per_point_seconds(finder.actions, pv), float("nan")

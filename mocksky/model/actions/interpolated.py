@@ -55,6 +55,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from typing import Optional
 
 import numba
 import numpy as np
@@ -552,7 +553,14 @@ class InterpolatedStaeckelFudge(ActionFinder):
         Table nodes in ln R_c(E), xi = sqrt(1 - |Lz| / L_c), the scaled third-integral coordinate
         s, and the coordinate-line coordinate w (defaults 48, 20, 16, 10).
     n_quad : int, optional
-        Gauss-Legendre order used for the table nodes and the exact fallback (default 16).
+        Gauss-Legendre order used for the table nodes (default 16).
+    n_quad_exact : int or None, optional
+        Gauss-Legendre order of the exact fudge's actions for the points the tables do not cover
+        (see ``exact_xi``). None (default): that of :class:`StaeckelFudge` (12). On the nearly radial
+        orbits of BV23's bulge and stellar halo, 8 is 16% faster (6.7 instead of 7.9 µs per point) and
+        differs from a converged (order 40) quadrature by 1.5e-5 (bulge) and 2.4e-5 (stellar halo) of
+        Jr + Jz + |Jphi| at the 99th percentile, largest 1.8e-3 (order 12: 6.5e-6 and 2.5e-6, largest
+        1.1e-3); both are far below the tables' own errors.
     xi_min : float, optional
         First xi node (default 0.002; more circular orbits use its values).
     exact_xi : float or None, optional
@@ -567,8 +575,10 @@ class InterpolatedStaeckelFudge(ActionFinder):
     Attributes
     ----------
     exact : StaeckelFudge
-        The exact fudge sharing the focal-distance table (used for fallbacks, angles and
-        frequencies).
+        The exact fudge sharing the focal-distance table (used for angles and frequencies).
+    fallback : StaeckelFudge
+        ``exact`` with the quadrature order ``n_quad_exact`` (used for the actions of the points the
+        tables do not cover; ``exact`` itself when ``n_quad_exact`` is None).
     build_time : float
         Wall-clock time [s] spent building the tables.
 
@@ -584,7 +594,8 @@ class InterpolatedStaeckelFudge(ActionFinder):
     """
 
     def __init__(self, pot, rmin=0.01, rmax=1000.0, n_energy: int = 48, n_xi: int = 20, n_s: int = 16,
-                 n_w: int = 10, n_quad: int = 16, xi_min: float = 0.002, exact_xi=0.9):
+                 n_w: int = 10, n_quad: int = 16, xi_min: float = 0.002, exact_xi=0.9,
+                 n_quad_exact: Optional[int] = None):
         from ... import units as U
 
         for name, val, lo in (("n_energy", n_energy, 6), ("n_xi", n_xi, 6), ("n_s", n_s, 6), ("n_w", n_w, 5),
@@ -593,6 +604,8 @@ class InterpolatedStaeckelFudge(ActionFinder):
                 raise ValueError(f"{name} must be >= {lo}, got {val}")
         if not (0.0 < xi_min < 0.5):
             raise ValueError(f"xi_min must be in (0, 0.5), got {xi_min}")
+        if n_quad_exact is not None and int(n_quad_exact) < 4:
+            raise ValueError(f"n_quad_exact must be None or >= 4, got {n_quad_exact}")
         if exact_xi is not None and not (0.0 < float(exact_xi) <= 1.0):
             raise ValueError(f"exact_xi must be None or in (0, 1], got {exact_xi}")
         self._xi_exact = 2.0 if exact_xi is None else float(exact_xi)
@@ -602,6 +615,7 @@ class InterpolatedStaeckelFudge(ActionFinder):
         self.pot = pot
         self._f, self._p = get_kernel(pot)
         self.exact = StaeckelFudge(pot, rmin=rmin, rmax=rmax)
+        self.fallback = self.exact if n_quad_exact is None else self.exact.with_quadrature(n_quad_exact)
         eg = self.energy_grid = self.exact.energy_grid
         D2tab, dpar = self.exact._D2tab, self.exact._dpar
         glx, glw = gauss_legendre(n_quad)
@@ -647,17 +661,17 @@ class InterpolatedStaeckelFudge(ActionFinder):
         -------
         numpy.ndarray, shape (N, 3)
             (Jr, Jz, Jphi) [kpc km/s]; points outside the tabulated energy range (and, if
-            ``exact_xi`` is set, nearly radial orbits) are computed with the exact fudge (NaN if
-            unbound).
+            ``exact_xi`` is set, nearly radial orbits) are computed with the exact fudge ``fallback``
+            (NaN if unbound).
         """
         pv = parse_posvel(posvel)
         out, fb = self._interpolate(pv)
         if fb.any():
-            out[fb] = self.exact.actions(pv[fb])
+            out[fb] = self.fallback.actions(pv[fb])
         return out
 
     def exact_mask(self, posvel) -> np.ndarray:
-        """Which points :meth:`actions` hands to the exact fudge instead of the tables.
+        """Which points :meth:`actions` hands to the exact fudge (``fallback``) instead of the tables.
 
         Parameters
         ----------

@@ -62,6 +62,7 @@ integrated orbits (``scripts/fudge_accuracy.py``, 137 disc and halo orbits): med
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import numba
@@ -575,6 +576,31 @@ class StaeckelFudge(ActionFinder):
             rmax = float(U.to_internal(rmax, U.LENGTH, "rmax"))
             self.energy_grid = EnergyGrid(self._f, self._p, rmin, rmax)
             self._D2tab, self._dpar = build_delta_table(self._f, self._p, self.energy_grid, n_energy, n_xi)
+
+    def with_quadrature(self, n_quad: int) -> "StaeckelFudge":
+        """The same fudge (same focal distances, sharing the Delta table) with another quadrature order.
+
+        Parameters
+        ----------
+        n_quad : int
+            Gauss-Legendre order of each quadrature (doubled where the integrands vary quickly, as in the
+            constructor).
+
+        Returns
+        -------
+        StaeckelFudge
+
+        Raises
+        ------
+        ValueError
+            If ``n_quad`` < 4.
+        """
+        if int(n_quad) < 4:
+            raise ValueError(f"n_quad must be >= 4, got {n_quad}")
+        new = copy.copy(self)
+        new._glx, new._glw = gauss_legendre(int(n_quad))
+        new._glx2, new._glw2 = gauss_legendre(2 * int(n_quad))
+        return new
 
     def _deltas(self, pv):
         if self._fixed is not None:

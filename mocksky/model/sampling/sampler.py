@@ -1142,6 +1142,32 @@ def sample_particles(potential, dfs, action_finder, n, *, densities=None, region
                      tuple(s.name for s in samplers), diags, meta)
 
 
+def sampling_finder(model):
+    """The action finder used to sample a model: its potential's interpolated Stäckel fudge, built once and kept on
+    the model.
+
+    The exact fallback (nearly radial orbits and energies outside the tables: 60% of the bulge's and 48% of the
+    stellar halo's action evaluations in the ``gaia_dr3_starcounts`` recipe) uses Gauss-Legendre order 8 instead of
+    12: 16% faster per point for quadrature errors of ~2e-5 of Jr + Jz + |Jphi| at the 99th percentile (see
+    :class:`~mocksky.model.actions.InterpolatedStaeckelFudge`, ``n_quad_exact``).
+
+    Parameters
+    ----------
+    model : GalaxyModel
+
+    Returns
+    -------
+    InterpolatedStaeckelFudge
+    """
+    cached = getattr(model, "_sampling_finder", None)
+    if cached is None:
+        from ..actions import InterpolatedStaeckelFudge
+
+        cached = InterpolatedStaeckelFudge(model.potential, n_quad_exact=8)
+        model._sampling_finder = cached
+    return cached
+
+
 def sample_galaxy_model(model, n, components: Optional[Sequence[str]] = None, action_finder="interpolated",
                         **kwargs) -> Particles:
     """Sample particles from a self-consistent model (:class:`mocksky.model.galaxy.GalaxyModel`).
@@ -1191,13 +1217,7 @@ def sample_galaxy_model(model, n, components: Optional[Sequence[str]] = None, ac
         if action_finder == "model":
             action_finder = model.action_finder()
         elif action_finder == "interpolated":
-            cached = getattr(model, "_sampling_finder", None)
-            if cached is None:
-                from ..actions import InterpolatedStaeckelFudge
-
-                cached = InterpolatedStaeckelFudge(model.potential)
-                model._sampling_finder = cached
-            action_finder = cached
+            action_finder = sampling_finder(model)
         else:
             raise ValueError(f"action_finder must be 'interpolated', 'model' or an action finder, got {action_finder!r}")
     return sample_particles(model.potential, [c.df for c in comps], action_finder, n,
