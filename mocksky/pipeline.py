@@ -312,13 +312,6 @@ def _stellar_components(recipe: Recipe, model, pops) -> list:
 
 
 # ------------------------------------------------------------------------------------------------------ plan
-def _sampling_finder(model):
-    """The model's sampling action finder (:func:`mocksky.model.sampling.sampler.sampling_finder`)."""
-    from .model.sampling.sampler import sampling_finder
-
-    return sampling_finder(model)
-
-
 def _split(n: int, size: int) -> List[int]:
     """n split into ceil(n / size) near-equal positive parts."""
     k = max(-(-int(n) // int(size)), 1)
@@ -386,6 +379,7 @@ def make_plan(recipe: Recipe, model, seed: int, scale: float = 1.0, threads: Opt
     from . import __version__
     from .model.registry import MODELS
     from .model.sampling import as_region
+    from .model.sampling.sampler import sampling_finder
     from .observe import solar_parameters
     from .parallel import run_tasks
     from .populate import load_populations
@@ -395,7 +389,7 @@ def make_plan(recipe: Recipe, model, seed: int, scale: float = 1.0, threads: Opt
     solar = solar_parameters(recipe.solar.name)
     names = _stellar_components(recipe, model, pops)
     region = as_region(recipe.sample.region)
-    finder = _sampling_finder(model)
+    finder = sampling_finder(model)
     K = recipe.sample.azimuth_copies
     plan_ss = np.random.SeedSequence(int(seed), spawn_key=(_PLAN_KEY,))
     samplers, selections, pmass, chunks, comps, weighted = [], [], [], [], {}, []
