@@ -193,6 +193,30 @@ def test_run_tasks_in_process_overlaps_tasks_and_stops_on_error():
     assert len([e for e, _, _ in log if e == "start"]) <= 2 + cores
 
 
+def _blas_threads(payload, key):
+    from threadpoolctl import threadpool_info
+
+    return sorted({d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"})
+
+
+def test_run_tasks_in_process_limits_blas_to_one_thread():
+    """In process, tasks see one BLAS thread (an idle OpenBLAS pool busy-waits on the cores the other tasks run on);
+    the process's own setting is restored afterwards. Dask's workers get the same from OPENBLAS_NUM_THREADS=1."""
+    from threadpoolctl import threadpool_info
+
+    np.dot(np.ones(10), np.ones(10))  # NumPy's BLAS is loaded
+    before = sorted({d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"})
+    assert before, "no BLAS library found by threadpoolctl"
+    for threads in (1, default_threads(None)):  # tasks in a thread pool, and one after another
+        res = run_tasks(_blas_threads, None, range(3), threads=threads, progress=False)
+        assert all(v == [1] for v in res.values()), res
+    assert sorted({d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"}) == before
+    import dask
+    import distributed  # noqa: F401
+
+    assert str(_worker_environ().get("OPENBLAS_NUM_THREADS")) == "1"
+
+
 def test_dask_workers_spawn_without_malloc_trim():
     """Local workers are spawned without Dask's MALLOC_TRIM_THRESHOLD_ (it made chunks ~25 % slower), keeping the
     rest of Dask's pre-spawn environment."""
