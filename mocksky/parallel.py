@@ -8,8 +8,9 @@ as soon as it is available (the pipeline records finished parts there, so that a
   the memory is one payload plus one task's working set per core. The Numba kernels release the GIL
   (``nogil=True``), and so do NumPy's array operations; one task per core did 1.2x the work of one task using both
   cores' Numba threads (a 2-core machine, 14 star-count chunks: 49.7 s against 59.8 s), whose single-threaded NumPy
-  stretches leave a core idle. With one core, one task or Numba's ``workqueue`` threading layer (which is not
-  thread-safe) the tasks run one after another;
+  stretches leave a core idle. BLAS is limited to one thread meanwhile (:func:`single_threaded_blas`: OpenBLAS's idle
+  threads busy-waited on the cores the other tasks run on). With one core, one task or Numba's ``workqueue``
+  threading layer (which is not thread-safe) the tasks run one after another;
 * ``workers=N``: a :class:`dask.distributed.LocalCluster` of N worker processes with one task thread each;
 * ``scheduler=ADDRESS``: :class:`dask.distributed.Client` connected to an existing scheduler (e.g.
   ``tcp://host:8786`` of ``dask scheduler`` / ``dask worker`` processes on a real cluster).
