@@ -211,9 +211,6 @@ def test_run_tasks_in_process_limits_blas_to_one_thread():
         res = run_tasks(_blas_threads, None, range(3), threads=threads, progress=False)
         assert all(v == [1] for v in res.values()), res
     assert sorted({d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"}) == before
-    import dask
-    import distributed  # noqa: F401
-
     assert str(_worker_environ().get("OPENBLAS_NUM_THREADS")) == "1"
 
 
